@@ -1,0 +1,42 @@
+# qmigrate: the two commands a newcomer needs are `make run` and `make test` (README).
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+
+PLAYBOOK := $(BIN)/ansible-playbook
+
+.PHONY: setup run lab provision launch teardown test lint unit molecule integration clean
+
+## setup: system packages and the virtual environment (idempotent)
+setup:
+	scripts/setup
+
+## run: set up, build the embedded lab, provision it and launch vm0 with its destination
+run: setup
+	$(PLAYBOOK) playbooks/lab.yml playbooks/provision.yml playbooks/launch.yml
+
+lab provision launch teardown: setup
+	$(PLAYBOOK) playbooks/$@.yml
+
+## test: the whole test suite (lint, unit, molecule role tests, integration on the lab)
+test: setup
+	scripts/test
+
+lint: setup
+	scripts/test lint
+
+unit: setup
+	scripts/test unit
+
+molecule: setup
+	scripts/test molecule
+
+integration: setup
+	scripts/test integration
+
+## clean: tear the lab down and remove the virtual environment
+clean:
+	-[ -x $(PLAYBOOK) ] && $(PLAYBOOK) playbooks/teardown.yml
+	rm -rf $(VENV)

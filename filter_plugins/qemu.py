@@ -1,0 +1,148 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Render a VM spec (data) into a QEMU command line (argv).
+
+One spec gives both sides of a migration: the destination's argv is the source's plus
+``-incoming defer``, so the two can never disagree about devices.
+
+Differences from a hand-typed command line such as the seed's, all deliberate:
+
+* ``-accel kvm|tcg`` instead of ``--enable-kvm``: the accelerator is decided per host and
+  both sides use the same one. ``-cpu host`` needs KVM, so TCG gets ``-cpu max``.
+* ``-display none`` and the serial console in a log file instead of
+  ``-nographic -serial mon:stdio``: QEMU runs daemonized (``-daemonize``, ``-pidfile``),
+  with no terminal, and the monitor has its own socket.
+* Socket and log paths are absolute, under the VM's runtime directory, and a QMP socket
+  is added beside the seed's HMP monitor socket. Socket options use QEMU 7's spelling
+  (``server=on,wait=off``) for the seed's deprecated ``server,nowait``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
+SIZE = re.compile(r"^\s*(\d+)\s*([MG]?)i?B?\s*$", re.IGNORECASE)
+ACCELERATORS = ("kvm", "tcg")
+NIC_TYPES = ("tap", "user")
+
+
+def _fail(key: str, value: Any, why: str) -> AnsibleFilterError:
+    return AnsibleFilterError(f"VM spec {key}: {value!r} {why}")
+
+
+def memory_mib(value: Any) -> int:
+    """A memory size in MiB from an int (MiB) or a string such as '256M', '256' or '2G'."""
+    if isinstance(value, bool):
+        raise _fail("memory", value, "is not a size (use MiB, e.g. 256, or '256M', '2G')")
+    if isinstance(value, int):
+        mib = value
+    else:
+        match = SIZE.match(str(value))
+        if not match:
+            raise _fail("memory", value, "is not a size (use MiB, e.g. 256, or '256M', '2G')")
+        mib = int(match.group(1)) * (1024 if match.group(2).upper() == "G" else 1)
+    if mib < 16:
+        raise _fail("memory", value, "is too small for a guest (at least 16 MiB)")
+    return mib
+
+
+def _opts(head: str, pairs: list[tuple[str, Any]]) -> str:
+    """'head,k=v,...' for the pairs whose value is not None."""
+    return ",".join([head, *(f"{k}={v}" for k, v in pairs if v is not None)])
+
+
+def _nic_args(nic: dict, index: int) -> list[str]:
+    where = f"nics[{index}]"
+    kind = nic.get("type", "tap")
+    if kind not in NIC_TYPES:
+        raise _fail(f"{where}.type", kind, f"is not one of {', '.join(NIC_TYPES)}")
+    netdev_id = nic.get("id") or f"net{index}"
+    if not NAME.match(str(netdev_id)):
+        raise _fail(f"{where}.id", netdev_id, "is not a valid QEMU id")
+    mac = nic.get("mac")
+    if mac is not None and not MAC.match(str(mac)):
+        raise _fail(f"{where}.mac", mac, "is not a MAC address like 52:55:00:d1:55:01")
+    if kind == "tap":
+        if not nic.get("ifname"):
+            raise _fail(f"{where}.ifname", nic.get("ifname"), "must name the TAP device")
+        netdev = _opts(
+            "tap",
+            [("id", netdev_id), ("ifname", nic["ifname"]), ("script", "no"),
+             ("downscript", "no")],
+        )
+    else:
+        forwards = nic.get("hostfwd", [])
+        if isinstance(forwards, str):
+            forwards = [forwards]
+        netdev = ",".join([f"user,id={netdev_id}", *(f"hostfwd={f}" for f in forwards)])
+    device = _opts(nic.get("model", "virtio-net"), [("netdev", netdev_id), ("mac", mac)])
+    return ["-netdev", netdev, "-device", device]
+
+
+def _drive_args(drive: dict | str, index: int) -> list[str]:
+    if isinstance(drive, str):
+        drive = {"file": drive}
+    if not drive.get("file"):
+        raise _fail(f"drives[{index}].file", drive.get("file"), "must name the disk image")
+    pairs = [("format", drive.get("format", "raw"))]
+    pairs += [(k, v) for k, v in drive.items() if k not in ("file", "format")]
+    return ["-drive", _opts(f"file={drive['file']}", pairs)]
+
+
+def qemu_argv(spec: dict, incoming: bool | str = False) -> list[str]:
+    """The argv that starts the VM SPEC; with INCOMING, as a migration destination.
+
+    INCOMING may be true (``-incoming defer``: the URI is given later over QMP) or a URI.
+    """
+    if not isinstance(spec, dict):
+        raise AnsibleFilterError(f"qemu_argv expects a VM spec (a dict), got {spec!r}")
+    for key in ("name", "accelerator", "kernel", "qmp", "monitor", "serial", "pidfile"):
+        if not spec.get(key):
+            raise _fail(key, spec.get(key), "is required")
+    name = str(spec["name"])
+    if not NAME.match(name):
+        raise _fail("name", name, "is not a valid VM name (letters, digits, '_', '.', '-')")
+    accel = spec["accelerator"]
+    if accel not in ACCELERATORS:
+        raise _fail("accelerator", accel, f"is not one of {', '.join(ACCELERATORS)}")
+    cpus = spec.get("cpus", 2)
+    if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
+        raise _fail("cpus", cpus, "is not a positive number of vCPUs")
+
+    argv = [
+        spec.get("binary") or "qemu-system-x86_64",
+        "-name", name,
+        "-accel", accel,
+        "-cpu", spec.get("cpu") or ("host" if accel == "kvm" else "max"),
+        "-smp", str(cpus),
+        "-m", f"{memory_mib(spec.get('memory', 256))}M",
+        "-kernel", spec["kernel"],
+    ]
+    if spec.get("initrd"):
+        argv += ["-initrd", spec["initrd"]]
+    argv += ["-display", "none", "-serial", f"file:{spec['serial']}"]
+    for i, drive in enumerate(spec.get("drives") or []):
+        argv += _drive_args(drive, i)
+    if spec.get("append"):
+        argv += ["-append", spec["append"]]
+    for i, nic in enumerate(spec.get("nics") or []):
+        argv += _nic_args(nic, i)
+    argv += [
+        "-monitor", f"unix:{spec['monitor']},server=on,wait=off",
+        "-qmp", f"unix:{spec['qmp']},server=on,wait=off",
+        "-pidfile", spec["pidfile"],
+        "-daemonize",
+    ]
+    if incoming:
+        argv += ["-incoming", "defer" if incoming is True else str(incoming)]
+    argv += [str(a) for a in spec.get("extra_args") or []]
+    return argv
+
+
+class FilterModule:
+    def filters(self):
+        return {"qemu_argv": qemu_argv, "qemu_memory_mib": memory_mib}

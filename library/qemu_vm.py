@@ -1,0 +1,241 @@
+#!/usr/bin/python
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: qemu_vm
+short_description: Start or stop a daemonized QEMU VM from its command line
+description:
+  - Starts QEMU with a given argv (which must daemonize and write a pidfile, as the
+    C(qemu_argv) filter renders it) unless that same command line already runs, then
+    waits for the QMP socket and reports the VM's run state (C(query-status)).
+  - A VM that already runs with a different command line is left alone and the module
+    fails, naming the options that differ, unless O(replace=true).
+  - O(state=absent) stops the VM cleanly: QMP C(quit), then SIGTERM, then SIGKILL, each
+    after a wait, always by the pid in the pidfile; then removes the pidfile and sockets.
+version_added: "0.1.0"
+author: qmigrate developers
+options:
+  argv:
+    description: The QEMU command line. Required with O(state=running).
+    type: list
+    elements: str
+  pidfile:
+    description: QEMU's pidfile (C(-pidfile)).
+    type: path
+    required: true
+  qmp:
+    description: Path of the VM's QMP socket (C(-qmp unix:...)).
+    type: path
+    required: true
+  sockets:
+    description: Other socket paths of the VM, removed when it is stopped or found dead.
+    type: list
+    elements: path
+    default: []
+  state:
+    description: Whether the VM should run.
+    type: str
+    choices: [running, absent]
+    default: running
+  replace:
+    description: Restart a VM that runs with a different command line.
+    type: bool
+    default: false
+  timeout:
+    description: Seconds to wait for the QMP socket after starting, and for each step of stopping.
+    type: float
+    default: 30
+notes:
+  - Supports check mode.
+"""
+
+EXAMPLES = r"""
+- name: Start the source VM
+  qemu_vm:
+    argv: "{{ spec | qemu_argv }}"
+    pidfile: /run/qmigrate/labsrc/vm0/qemu.pid
+    qmp: /run/qmigrate/labsrc/vm0/qmp.sock
+
+- name: Stop it
+  qemu_vm:
+    state: absent
+    pidfile: /run/qmigrate/labsrc/vm0/qemu.pid
+    qmp: /run/qmigrate/labsrc/vm0/qmp.sock
+"""
+
+RETURN = r"""
+pid:
+  description: QEMU's pid, or null when it does not run.
+  returned: always
+  type: int
+  sample: 4242
+status:
+  description: The VM's run state from QMP query-status (e.g. running, inmigrate, postmigrate), or null.
+  returned: always
+  type: str
+  sample: running
+started:
+  description: Whether this call started QEMU.
+  returned: always
+  type: bool
+stopped_by:
+  description: How the VM was stopped (quit, SIGTERM, SIGKILL), when it was.
+  returned: when stopped
+  type: str
+  sample: quit
+"""
+
+import os
+import signal
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.qmp import QMPClient, QMPError
+
+
+class VM:
+    def __init__(self, module: AnsibleModule) -> None:
+        self.module = module
+        self.p = module.params
+
+    def pid(self) -> int | None:
+        """QEMU's pid from the pidfile, when that process is alive and is QEMU."""
+        try:
+            with open(self.p["pidfile"]) as f:
+                pid = int(f.read().strip())
+        except (OSError, ValueError):
+            return None
+        cmdline = self.cmdline(pid)
+        if not cmdline or "-pidfile" not in cmdline:
+            return None
+        return pid
+
+    @staticmethod
+    def cmdline(pid: int) -> list[str]:
+        try:
+            with open("/proc/{}/cmdline".format(pid), "rb") as f:
+                raw = f.read()
+        except OSError:
+            return []
+        return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+    def status(self) -> str:
+        start = time.monotonic()
+        deadline = start + self.p["timeout"]
+        while True:
+            try:
+                with QMPClient(self.p["qmp"], timeout=5) as qmp:
+                    return qmp.execute("query-status")["status"]
+            except QMPError as exc:
+                if time.monotonic() >= deadline:
+                    self.module.fail_json(
+                        msg="QMP socket {} did not answer within {:.0f} s: {}".format(
+                            self.p["qmp"], time.monotonic() - start, exc))
+                time.sleep(0.1)
+
+    def cleanup(self) -> None:
+        for path in [self.p["pidfile"], self.p["qmp"], *self.p["sockets"]]:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+    def wait_exit(self, pid: int, seconds: float) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if not os.path.exists("/proc/{}".format(pid)):
+                return True
+            time.sleep(0.05)
+        return not os.path.exists("/proc/{}".format(pid))
+
+    def stop(self, pid: int) -> str:
+        try:
+            with QMPClient(self.p["qmp"], timeout=5) as qmp:
+                qmp.execute("quit")
+        except QMPError:
+            pass  # QEMU may close the socket before replying; the pid tells.
+        if self.wait_exit(pid, self.p["timeout"]):
+            return "quit"
+        for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGKILL, "SIGKILL")):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                return name
+            if self.wait_exit(pid, self.p["timeout"]):
+                return name
+        self.module.fail_json(msg="QEMU pid {} survived SIGKILL".format(pid))
+        return ""
+
+    def start(self) -> None:
+        self.cleanup()
+        rc, out, err = self.module.run_command(self.p["argv"])
+        if rc != 0:
+            self.module.fail_json(
+                msg="QEMU failed to start (exit {}): {}".format(rc, (err or out).strip()),
+                argv=self.p["argv"])
+
+    def differences(self, running: list[str]) -> list[str]:
+        want = self.p["argv"]
+        if running == want:
+            return []
+        return sorted(set(running) ^ set(want)) or ["option order"]
+
+    def run(self) -> None:
+        pid = self.pid()
+        if self.p["state"] == "absent":
+            if pid is None:
+                if not self.module.check_mode:
+                    self.cleanup()
+                self.module.exit_json(changed=False, pid=None, status=None, started=False)
+            if self.module.check_mode:
+                self.module.exit_json(changed=True, pid=pid, status=None, started=False)
+            how = self.stop(pid)
+            self.cleanup()
+            self.module.exit_json(changed=True, pid=None, status=None, started=False,
+                                  stopped_by=how)
+
+        changed = False
+        if pid is not None:
+            diff = self.differences(self.cmdline(pid))
+            if diff and not self.p["replace"]:
+                self.module.fail_json(
+                    msg="QEMU pid {} runs with a different command line (differs in: {}); "
+                        "set replace=true to restart it".format(pid, " ".join(diff)),
+                    pid=pid)
+            if diff:
+                changed = True
+                if not self.module.check_mode:
+                    self.stop(pid)
+                    pid = None
+        else:
+            changed = True
+        if self.module.check_mode:
+            self.module.exit_json(changed=changed, pid=pid, status=None, started=changed)
+        if pid is None:
+            self.start()
+            pid = self.pid()
+        self.module.exit_json(changed=changed, pid=pid, status=self.status(), started=changed)
+
+
+def main() -> None:
+    module = AnsibleModule(
+        argument_spec=dict(
+            argv=dict(type="list", elements="str"),
+            pidfile=dict(type="path", required=True),
+            qmp=dict(type="path", required=True),
+            sockets=dict(type="list", elements="path", default=[]),
+            state=dict(type="str", choices=["running", "absent"], default="running"),
+            replace=dict(type="bool", default=False),
+            timeout=dict(type="float", default=30),
+        ),
+        required_if=[("state", "running", ["argv"])],
+        supports_check_mode=True,
+    )
+    VM(module).run()
+
+
+if __name__ == "__main__":
+    main()
