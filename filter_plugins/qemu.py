@@ -71,8 +71,7 @@ def _nic_args(nic: dict, index: int) -> list[str]:
             raise _fail(f"{where}.ifname", nic.get("ifname"), "must name the TAP device")
         netdev = _opts(
             "tap",
-            [("id", netdev_id), ("ifname", nic["ifname"]), ("script", "no"),
-             ("downscript", "no")],
+            [("id", netdev_id), ("ifname", nic["ifname"]), ("script", "no"), ("downscript", "no")],
         )
     else:
         forwards = nic.get("hostfwd", [])
@@ -115,12 +114,18 @@ def qemu_argv(spec: dict, incoming: bool | str = False) -> list[str]:
 
     argv = [
         spec.get("binary") or "qemu-system-x86_64",
-        "-name", name,
-        "-accel", accel,
-        "-cpu", spec.get("cpu") or ("host" if accel == "kvm" else "max"),
-        "-smp", str(cpus),
-        "-m", f"{memory_mib(spec.get('memory', 256))}M",
-        "-kernel", spec["kernel"],
+        "-name",
+        name,
+        "-accel",
+        accel,
+        "-cpu",
+        spec.get("cpu") or ("host" if accel == "kvm" else "max"),
+        "-smp",
+        str(cpus),
+        "-m",
+        f"{memory_mib(spec.get('memory', 256))}M",
+        "-kernel",
+        spec["kernel"],
     ]
     if spec.get("initrd"):
         argv += ["-initrd", spec["initrd"]]
@@ -132,9 +137,12 @@ def qemu_argv(spec: dict, incoming: bool | str = False) -> list[str]:
     for i, nic in enumerate(spec.get("nics") or []):
         argv += _nic_args(nic, i)
     argv += [
-        "-monitor", f"unix:{spec['monitor']},server=on,wait=off",
-        "-qmp", f"unix:{spec['qmp']},server=on,wait=off",
-        "-pidfile", spec["pidfile"],
+        "-monitor",
+        f"unix:{spec['monitor']},server=on,wait=off",
+        "-qmp",
+        f"unix:{spec['qmp']},server=on,wait=off",
+        "-pidfile",
+        spec["pidfile"],
         "-daemonize",
     ]
     if incoming:

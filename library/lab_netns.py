@@ -85,6 +85,7 @@ stopped_pids:
   sample: [4242]
 """
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -142,24 +143,27 @@ class Lab:
         try:
             net = ipaddress.ip_network(self.p["subnet"], strict=False)
         except ValueError as exc:
-            self.module.fail_json(msg="subnet: {!r} is not a network: {}".format(
-                self.p["subnet"], exc))
+            self.module.fail_json(
+                msg="subnet: {!r} is not a network: {}".format(self.p["subnet"], exc)
+            )
         for host, cidr in self.p["hosts"].items():
             try:
                 iface = ipaddress.ip_interface(cidr)
             except ValueError as exc:
-                self.module.fail_json(msg="hosts.{}: {!r} is not an address: {}".format(
-                    host, cidr, exc))
+                self.module.fail_json(msg=f"hosts.{host}: {cidr!r} is not an address: {exc}")
             if iface.ip not in net or "/" not in str(cidr):
-                self.module.fail_json(msg="hosts.{}: {} must be an address/prefix inside {}"
-                                      .format(host, cidr, net))
+                self.module.fail_json(
+                    msg=f"hosts.{host}: {cidr} must be an address/prefix inside {net}"
+                )
             if len(host) > 15:
-                self.module.fail_json(msg="hosts.{}: a lab host name is also an interface "
-                                      "name and must be at most 15 characters".format(host))
+                self.module.fail_json(
+                    msg=f"hosts.{host}: a lab host name is also an interface "
+                    "name and must be at most 15 characters"
+                )
 
     def present(self) -> None:
         self.validate()
-        sw, br, nic = self.p["switch"], self.p["bridge"], self.p["nic"]
+        sw, br, _nic = self.p["switch"], self.p["bridge"], self.p["nic"]
         existing = self.namespaces()
         for ns in [sw, *self.p["hosts"]]:
             if ns not in existing:
@@ -168,8 +172,19 @@ class Lab:
                 self.change("-n", ns, "link", "set", "lo", "up")
 
         if sw not in existing or self.link(sw, br) is None:
-            self.change("-n", sw, "link", "add", br, "type", "bridge",
-                        "forward_delay", "0", "stp_state", "0")
+            self.change(
+                "-n",
+                sw,
+                "link",
+                "add",
+                br,
+                "type",
+                "bridge",
+                "forward_delay",
+                "0",
+                "stp_state",
+                "0",
+            )
         if sw not in existing or "UP" not in (self.link(sw, br) or {}).get("flags", []):
             self.change("-n", sw, "link", "set", br, "up")
 
@@ -178,8 +193,9 @@ class Lab:
 
         unreachable = self.p["subnet"]
         routes = self.ip_json("route", "show", "type", "unreachable")
-        if not any(r.get("dst") == str(ipaddress.ip_network(unreachable, strict=False))
-                   for r in routes):
+        if not any(
+            r.get("dst") == str(ipaddress.ip_network(unreachable, strict=False)) for r in routes
+        ):
             self.change("route", "add", "unreachable", unreachable)
 
     def host_present(self, host: str, cidr: str, new_ns: bool) -> None:
@@ -187,8 +203,9 @@ class Lab:
         # In check mode a namespace that does not exist yet cannot be inspected.
         link = None if new_ns else self.link(host, nic)
         if link is None:
-            self.change("link", "add", nic, "netns", host, "type", "veth",
-                        "peer", "name", host, "netns", sw)
+            self.change(
+                "link", "add", nic, "netns", host, "type", "veth", "peer", "name", host, "netns", sw
+            )
         port = None if link is None else self.link(sw, host)
         if port is None or port.get("master") != br or "UP" not in port.get("flags", []):
             self.change("-n", sw, "link", "set", host, "master", br, "up")
@@ -204,8 +221,14 @@ class Lab:
 
         if not new_ns:
             for route in self.ip_json("-n", host, "route", "show", "default"):
-                self.change("-n", host, "route", "del", "default",
-                            *(["via", route["gateway"]] if "gateway" in route else []))
+                self.change(
+                    "-n",
+                    host,
+                    "route",
+                    "del",
+                    "default",
+                    *(["via", route["gateway"]] if "gateway" in route else []),
+                )
 
     # -- absent --------------------------------------------------------------
     def stop_processes(self, namespaces: list[str]) -> None:
@@ -222,17 +245,15 @@ class Lab:
         alive = pids
         while alive and time.monotonic() < deadline:
             time.sleep(0.1)
-            alive = [p for p in alive if os.path.exists("/proc/{}".format(p))]
+            alive = [p for p in alive if os.path.exists(f"/proc/{p}")]
         for pid in alive:
             self._signal(pid, signal.SIGKILL)
         self.stopped = pids
 
     @staticmethod
     def _signal(pid: int, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
 
     def absent(self) -> None:
         existing = self.namespaces()
@@ -250,8 +271,11 @@ class Lab:
             self.present()
         else:
             self.absent()
-        self.module.exit_json(changed=bool(self.actions or self.stopped),
-                              actions=self.actions, stopped_pids=self.stopped)
+        self.module.exit_json(
+            changed=bool(self.actions or self.stopped),
+            actions=self.actions,
+            stopped_pids=self.stopped,
+        )
 
 
 def main() -> None:

@@ -76,13 +76,13 @@ def kvm_status() -> tuple[bool, str]:
         with open(CPUINFO) as f:
             flags = cpu_virt_flags(f.read())
     except OSError as exc:
-        return False, "cannot read {}: {}".format(CPUINFO, exc)
+        return False, f"cannot read {CPUINFO}: {exc}"
     if not flags:
         return False, "the CPU does not advertise vmx or svm"
     try:
         os.close(os.open(KVM_DEVICE, os.O_RDWR))
     except OSError as exc:
-        return False, "{} does not open: {}".format(KVM_DEVICE, exc.strerror)
+        return False, f"{KVM_DEVICE} does not open: {exc.strerror}"
     return True, "the CPU advertises {} and {} opens".format("/".join(sorted(flags)), KVM_DEVICE)
 
 
@@ -96,12 +96,12 @@ def main() -> None:
     requested = module.params["requested"]
     usable, reason = kvm_status()
     if requested == "kvm" and not usable:
-        module.fail_json(msg="qemu_accelerator: kvm was requested but KVM is not usable "
-                         "here: {}".format(reason), kvm_usable=False, reason=reason)
-    if requested == "auto":
-        accelerator = "kvm" if usable else "tcg"
-    else:
-        accelerator = requested
+        module.fail_json(
+            msg=f"qemu_accelerator: kvm was requested but KVM is not usable here: {reason}",
+            kvm_usable=False,
+            reason=reason,
+        )
+    accelerator = ("kvm" if usable else "tcg") if requested == "auto" else requested
     module.exit_json(changed=False, accelerator=accelerator, kvm_usable=usable, reason=reason)
 
 

@@ -73,7 +73,9 @@ pid:
   type: int
   sample: 4242
 status:
-  description: The VM's run state from QMP query-status (e.g. running, inmigrate, postmigrate), or null.
+  description:
+    - The VM's run state from QMP query-status (running, inmigrate, postmigrate, ...).
+    - Null when it does not run.
   returned: always
   type: str
   sample: running
@@ -88,6 +90,7 @@ stopped_by:
   sample: quit
 """
 
+import contextlib
 import os
 import signal
 import time
@@ -116,7 +119,7 @@ class VM:
     @staticmethod
     def cmdline(pid: int) -> list[str]:
         try:
-            with open("/proc/{}/cmdline".format(pid), "rb") as f:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
                 raw = f.read()
         except OSError:
             return []
@@ -133,23 +136,23 @@ class VM:
                 if time.monotonic() >= deadline:
                     self.module.fail_json(
                         msg="QMP socket {} did not answer within {:.0f} s: {}".format(
-                            self.p["qmp"], time.monotonic() - start, exc))
+                            self.p["qmp"], time.monotonic() - start, exc
+                        )
+                    )
                 time.sleep(0.1)
 
     def cleanup(self) -> None:
         for path in [self.p["pidfile"], self.p["qmp"], *self.p["sockets"]]:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-            except FileNotFoundError:
-                pass
 
     def wait_exit(self, pid: int, seconds: float) -> bool:
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            if not os.path.exists("/proc/{}".format(pid)):
+            if not os.path.exists(f"/proc/{pid}"):
                 return True
             time.sleep(0.05)
-        return not os.path.exists("/proc/{}".format(pid))
+        return not os.path.exists(f"/proc/{pid}")
 
     def stop(self, pid: int) -> str:
         try:
@@ -166,7 +169,7 @@ class VM:
                 return name
             if self.wait_exit(pid, self.p["timeout"]):
                 return name
-        self.module.fail_json(msg="QEMU pid {} survived SIGKILL".format(pid))
+        self.module.fail_json(msg=f"QEMU pid {pid} survived SIGKILL")
         return ""
 
     def start(self) -> None:
@@ -174,8 +177,8 @@ class VM:
         rc, out, err = self.module.run_command(self.p["argv"])
         if rc != 0:
             self.module.fail_json(
-                msg="QEMU failed to start (exit {}): {}".format(rc, (err or out).strip()),
-                argv=self.p["argv"])
+                msg=f"QEMU failed to start (exit {rc}): {(err or out).strip()}", argv=self.p["argv"]
+            )
 
     def differences(self, running: list[str]) -> list[str]:
         want = self.p["argv"]
@@ -194,8 +197,9 @@ class VM:
                 self.module.exit_json(changed=True, pid=pid, status=None, started=False)
             how = self.stop(pid)
             self.cleanup()
-            self.module.exit_json(changed=True, pid=None, status=None, started=False,
-                                  stopped_by=how)
+            self.module.exit_json(
+                changed=True, pid=None, status=None, started=False, stopped_by=how
+            )
 
         changed = False
         if pid is not None:
@@ -203,8 +207,9 @@ class VM:
             if diff and not self.p["replace"]:
                 self.module.fail_json(
                     msg="QEMU pid {} runs with a different command line (differs in: {}); "
-                        "set replace=true to restart it".format(pid, " ".join(diff)),
-                    pid=pid)
+                    "set replace=true to restart it".format(pid, " ".join(diff)),
+                    pid=pid,
+                )
             if diff:
                 changed = True
                 if not self.module.check_mode:

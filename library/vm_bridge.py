@@ -120,8 +120,12 @@ class Bridge:
         batch = "\n".join(" ".join(c) for c in commands) + "\n"
         rc, out, err = self.module.run_command(["ip", "-batch", "-"], data=batch)
         if rc != 0:
-            self.module.fail_json(msg="bridge {}: iproute2 batch failed: {}".format(
-                self.p["bridge"], err.strip() or out.strip()), actions=self.actions)
+            self.module.fail_json(
+                msg="bridge {}: iproute2 batch failed: {}".format(
+                    self.p["bridge"], err.strip() or out.strip()
+                ),
+                actions=self.actions,
+            )
 
     def present(self) -> list[str]:
         br, nic = self.p["bridge"], self.p["nic"]
@@ -129,17 +133,17 @@ class Bridge:
         if nic:
             nic_link = self.link(nic)
             if nic_link is None:
-                self.module.fail_json(msg="nic: {} does not exist on this host".format(nic))
+                self.module.fail_json(msg=f"nic: {nic} does not exist on this host")
             master = nic_link.get("master")
             if master and master != br:
-                self.module.fail_json(msg="nic: {} is already a port of {}, not of {}".format(
-                    nic, master, br))
+                self.module.fail_json(msg=f"nic: {nic} is already a port of {master}, not of {br}")
 
         bridge = self.link(br)
         steps: list[list[str]] = []
         if bridge is None:
-            steps.append(["link", "add", br, "type", "bridge", "forward_delay", "0",
-                          "stp_state", "0"])
+            steps.append(
+                ["link", "add", br, "type", "bridge", "forward_delay", "0", "stp_state", "0"]
+            )
             if nic_link is not None:
                 steps.append(["link", "set", br, "address", nic_link["address"]])
         if bridge is None or "UP" not in bridge.get("flags", []):
@@ -186,8 +190,7 @@ class Bridge:
 
     def run(self) -> None:
         addresses = self.present() if self.p["state"] == "present" else self.absent()
-        self.module.exit_json(changed=bool(self.actions), actions=self.actions,
-                              addresses=addresses)
+        self.module.exit_json(changed=bool(self.actions), actions=self.actions, addresses=addresses)
 
 
 def main() -> None:
