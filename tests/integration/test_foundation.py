@@ -1,0 +1,152 @@
+"""Issue 2 end to end: lab, provision and launch on the embedded lab, real QEMU."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+from labrun import lab_namespaces, run_playbooks
+from qmp import HMPClient, QMPClient
+
+VM_DIR = Path("/run/qmigrate/{host}/vm0")
+HEARTBEAT = re.compile(r"qmigrate-heartbeat (\d+) ")
+
+
+def vm_file(host: str, name: str) -> str:
+    return str(VM_DIR).format(host=host) + "/" + name
+
+
+def qmp_status(host: str) -> str:
+    with QMPClient(vm_file(host, "qmp.sock"), timeout=5) as qmp:
+        return qmp.execute("query-status")["status"]
+
+
+def qemu_pid(host: str) -> int:
+    return int(Path(vm_file(host, "qemu.pid")).read_text())
+
+
+def last_heartbeat(host: str) -> int:
+    beats = HEARTBEAT.findall(Path(vm_file(host, "serial.log")).read_text(errors="replace"))
+    return int(beats[-1]) if beats else 0
+
+
+def test_source_runs_and_destination_waits(launched):
+    assert qmp_status("labsrc") == "running"
+    assert qmp_status("labdst") == "inmigrate"
+
+
+def test_guest_heartbeat_advances(launched):
+    first = last_heartbeat("labsrc")
+    deadline = time.monotonic() + 10
+    while last_heartbeat("labsrc") <= first and time.monotonic() < deadline:
+        time.sleep(0.2)
+
+    assert last_heartbeat("labsrc") > first > 0
+
+
+def test_guest_answers_ping_from_the_client(launched):
+    ping = subprocess.run(
+        ["ip", "netns", "exec", "labclient", "ping", "-c", "3", "-W", "2", "10.10.1.100"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+def test_seed_monitor_socket_answers_socat(launched):
+    out = subprocess.run(
+        ["socat", "stdio", f"unix-connect:{vm_file('labsrc', 'monitor.sock')}"],
+        input="info status\n",
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+
+    assert "VM status: running" in out.stdout
+
+
+def test_hmp_client_reads_the_destination(launched):
+    with HMPClient(vm_file("labdst", "monitor.sock"), timeout=5) as hmp:
+        assert "inmigrate" in hmp.command("info status")
+
+
+def test_second_run_changes_nothing(launched):
+    pids = {h: qemu_pid(h) for h in ("labsrc", "labdst")}
+
+    again = run_playbooks("lab", "provision", "launch")
+
+    assert again.rc == 0, again.text[-4000:]
+    assert again.changed and set(again.changed.values()) == {0}, again.changed
+    assert {h: qemu_pid(h) for h in pids} == pids
+
+
+def test_unknown_accelerator_is_refused(launched):
+    run = run_playbooks("provision", extra_vars={"qemu_accelerator": "warp"})
+
+    assert run.rc != 0
+    assert "qemu_accelerator" in run.text and "warp" in run.text
+
+
+def test_memory_of_lots_is_refused_and_the_vms_stay(launched):
+    pids = {h: qemu_pid(h) for h in ("labsrc", "labdst")}
+
+    run = run_playbooks("launch", extra_vars={"vm_memory": "lots"})
+
+    assert run.rc != 0
+    assert "vm_memory" in run.text
+    assert {h: qemu_pid(h) for h in pids} == pids
+    assert qmp_status("labsrc") == "running"
+
+
+def test_missing_kernel_is_refused(launched):
+    run = run_playbooks("launch", extra_vars={"qmigrate_guest_kernel": "/nonexistent/bzImage"})
+
+    assert run.rc != 0
+    assert "vm_kernel: /nonexistent/bzImage does not exist" in run.text
+
+
+def test_lab_subnet_overlapping_a_route_is_refused(launched):
+    before = lab_namespaces()
+
+    # 127.0.0.0/8 is routed on every Linux machine (table local).
+    run = run_playbooks("lab", extra_vars={"lab_subnet": "127.0.0.0/24"})
+
+    assert run.rc != 0
+    assert "lab_subnet 127.0.0.0/24 overlaps routes" in run.text
+    assert lab_namespaces() == before
+
+
+def test_teardown_leaves_nothing_behind(launched):
+    pids = [qemu_pid(h) for h in ("labsrc", "labdst")]
+
+    run = run_playbooks("teardown")
+
+    assert run.rc == 0, run.text[-4000:]
+    assert lab_namespaces() == set()
+    assert not [p for p in pids if Path(f"/proc/{p}").exists()]
+    routes = subprocess.run(
+        ["ip", "route", "show", "10.10.1.0/24"], capture_output=True, text=True, check=True
+    ).stdout
+    assert routes.strip() == ""
+    assert lab_processes() == []
+
+
+def lab_processes() -> list[str]:
+    """Processes started for the lab (its sshd -i sessions, QEMU from /run/qmigrate)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "/var/lib/qmigrate/lab/sshd_config" in cmdline or "/run/qmigrate/lab" in cmdline:
+            found.append(f"{proc.name}: {cmdline}")
+    return found
