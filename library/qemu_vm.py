@@ -13,7 +13,7 @@ description:
     waits for the QMP socket and reports the VM's run state (C(query-status)).
   - A VM that already runs with a different command line is left alone and the module
     fails, naming the options that differ, unless O(replace=true).
-  - O(state=absent) stops the VM cleanly: QMP C(quit), then SIGTERM, then SIGKILL, each
+  - O(state=absent) stops the VM cleanly with QMP C(quit), then SIGTERM, then SIGKILL, each
     after a wait, always by the pid in the pidfile; then removes the pidfile and sockets.
 version_added: "0.1.0"
 author: qmigrate developers
