@@ -19,12 +19,24 @@ class PlaybookRun:
     stderr: str
 
     @property
-    def report(self) -> dict:
-        return json.loads(self.stdout)
+    def reports(self) -> list[dict]:
+        """The JSON callback's documents, one per playbook."""
+        decoder, docs, pos = json.JSONDecoder(), [], 0
+        while pos < len(self.stdout.rstrip()):
+            doc, pos = decoder.raw_decode(self.stdout, pos)
+            docs.append(doc)
+            while pos < len(self.stdout) and self.stdout[pos].isspace():
+                pos += 1
+        return docs
 
     @property
     def changed(self) -> dict[str, int]:
-        return {host: s["changed"] for host, s in self.report["stats"].items()}
+        """Changed tasks per host, over all the playbooks run."""
+        total: dict[str, int] = {}
+        for doc in self.reports:
+            for host, stats in doc["stats"].items():
+                total[host] = total.get(host, 0) + stats["changed"]
+        return total
 
     @property
     def text(self) -> str:
