@@ -12,7 +12,10 @@ description:
     C(qemu_argv) filter renders it) unless that same command line already runs, then
     waits for the QMP socket and reports the VM's run state (C(query-status)).
   - A VM that already runs with a different command line is left alone and the module
-    fails, naming the options that differ, unless O(replace=true).
+    fails, naming the options that differ, unless O(replace=true). C(-incoming) does not
+    count, since a VM started as a destination is the same machine once its guest arrived.
+  - A VM whose guest has migrated away (state postmigrate) is restarted when the argv
+    asks for a destination (C(-incoming)), so a migration can go back the other way.
   - O(state=absent) stops the VM cleanly with QMP C(quit), then SIGTERM, then SIGKILL, each
     after a wait, always by the pid in the pidfile; then removes the pidfile and sockets.
 version_added: "0.1.0"
@@ -180,11 +183,24 @@ class VM:
                 msg=f"QEMU failed to start (exit {rc}): {(err or out).strip()}", argv=self.p["argv"]
             )
 
+    @staticmethod
+    def machine(argv: list[str]) -> list[str]:
+        """The argv without -incoming: a VM started as a destination is the same machine."""
+        out, skip = [], False
+        for arg in argv:
+            if skip:
+                skip = False
+            elif arg == "-incoming":
+                skip = True
+            else:
+                out.append(arg)
+        return out
+
     def differences(self, running: list[str]) -> list[str]:
-        want = self.p["argv"]
-        if running == want:
+        have, want = self.machine(running), self.machine(self.p["argv"])
+        if have == want:
             return []
-        return sorted(set(running) ^ set(want)) or ["option order"]
+        return sorted(set(have) ^ set(want)) or ["option order"]
 
     def run(self) -> None:
         pid = self.pid()
@@ -201,7 +217,7 @@ class VM:
                 changed=True, pid=None, status=None, started=False, stopped_by=how
             )
 
-        changed = False
+        changed = pid is None
         if pid is not None:
             diff = self.differences(self.cmdline(pid))
             if diff and not self.p["replace"]:
@@ -210,13 +226,15 @@ class VM:
                     "set replace=true to restart it".format(pid, " ".join(diff)),
                     pid=pid,
                 )
-            if diff:
+            # A source whose guest has migrated away (postmigrate) holds nothing: asked to
+            # be a destination, it is restarted as one (a round trip's way back). Any
+            # other state of the same machine is left as it is.
+            wants_incoming = "-incoming" in self.p["argv"]
+            if diff or (wants_incoming and self.status() == "postmigrate"):
                 changed = True
                 if not self.module.check_mode:
                     self.stop(pid)
                     pid = None
-        else:
-            changed = True
         if self.module.check_mode:
             self.module.exit_json(changed=changed, pid=pid, status=None, started=changed)
         if pid is None:

@@ -1,0 +1,305 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One interface to QEMU's migration commands over either monitor: QMP or HMP.
+
+The qemu_migrate module drives a migration through a ``Monitor``; which protocol is behind
+it (QMP for VMs qmigrate started, HMP for a VM started by hand with only the seed's
+``-monitor unix:`` socket) does not matter to it. Statistics come back in QMP's shape
+(``query-migrate``), so a timeline or a report reads the same either way.
+
+Stdlib only and Python 3.9 compatible, like qmp.py.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+try:  # as an Ansible module_util
+    from ansible.module_utils.qmp import (
+        HMPClient,
+        QMPClient,
+        QMPCommandError,
+        QMPError,
+        open_monitor,
+    )
+except ImportError:  # as a plain module, in the unit tests
+    from qmp import HMPClient, QMPClient, QMPCommandError, QMPError, open_monitor
+
+FINAL_STATES = ("completed", "failed", "cancelled")
+
+
+class MigrationError(QMPError):
+    """A migration command was refused, or the monitor answered something unexpected."""
+
+
+class Monitor:
+    """Migration commands over one monitor connection (see QMPMonitor and HMPMonitor)."""
+
+    protocol = ""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def events(self) -> list[dict[str, Any]]:
+        """Asynchronous events received since the last call (QMP only)."""
+        return []
+
+
+class QMPMonitor(Monitor):
+    protocol = "qmp"
+
+    def __init__(self, client: QMPClient, path: str, timeout: float) -> None:
+        super().__init__(path, timeout)
+        self.qmp = client
+
+    def close(self) -> None:
+        self.qmp.close()
+
+    def run(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
+        return self.qmp.execute(command, arguments)
+
+    def events(self) -> list[dict[str, Any]]:
+        return self.qmp.pop_events()
+
+    def status(self) -> str:
+        return self.run("query-status")["status"]
+
+    def capabilities(self) -> dict[str, bool]:
+        return {c["capability"]: c["state"] for c in self.run("query-migrate-capabilities")}
+
+    def set_capabilities(self, caps: dict[str, bool]) -> None:
+        if caps:
+            self.run(
+                "migrate-set-capabilities",
+                {"capabilities": [{"capability": k, "state": v} for k, v in caps.items()]},
+            )
+
+    def parameters(self) -> dict[str, Any]:
+        return self.run("query-migrate-parameters")
+
+    def set_parameters(self, params: dict[str, Any]) -> None:
+        if params:
+            self.run("migrate-set-parameters", params)
+
+    def incoming(self, uri: str) -> None:
+        self.run("migrate-incoming", {"uri": uri})
+
+    def migrate(self, uri: str) -> None:
+        self.run("migrate", {"uri": uri})
+
+    def query(self) -> dict[str, Any]:
+        return self.run("query-migrate")
+
+    def cancel(self) -> None:
+        self.run("migrate_cancel")
+
+    def start_postcopy(self) -> None:
+        self.run("migrate-start-postcopy")
+
+    def cont(self) -> None:
+        self.run("cont")
+
+
+# HMP's `info migrate` lines, mapped to query-migrate's keys; sizes are in kbytes there.
+_HMP_STATS = {
+    "total time": ("total-time", 1),
+    "expected downtime": ("expected-downtime", 1),
+    "downtime": ("downtime", 1),
+    "setup": ("setup-time", 1),
+    "transferred ram": ("ram.transferred", 1024),
+    "remaining ram": ("ram.remaining", 1024),
+    "total ram": ("ram.total", 1024),
+    "duplicate": ("ram.duplicate", 1),
+    "normal": ("ram.normal", 1),
+    "normal bytes": ("ram.normal-bytes", 1024),
+    "dirty sync count": ("ram.dirty-sync-count", 1),
+    "multifd bytes": ("ram.multifd-bytes", 1024),
+    "pages-per-second": ("ram.pages-per-second", 1),
+    "dirty pages rate": ("ram.dirty-pages-rate", 1),
+    "postcopy request count": ("ram.postcopy-requests", 1),
+    "precopy ram": ("ram.precopy-bytes", 1024),
+    "downtime ram": ("ram.downtime-bytes", 1024),
+    "postcopy ram": ("ram.postcopy-bytes", 1024),
+}
+_NUMBER = re.compile(r"^(-?[0-9]+(?:\.[0-9]+)?)")
+
+
+def parse_info_migrate(text: str) -> dict[str, Any]:
+    """HMP `info migrate` output as a query-migrate dict (status, times, ram.*)."""
+    result: dict[str, Any] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key, value = key.strip().lower(), value.strip()
+        if key == "migration status":
+            result["status"] = value.split()[0]
+            continue
+        if key == "throughput":
+            match = _NUMBER.match(value)
+            if match:
+                result.setdefault("ram", {})["mbps"] = float(match.group(1))
+            continue
+        if key not in _HMP_STATS:
+            continue
+        match = _NUMBER.match(value)
+        if not match:
+            continue
+        name, scale = _HMP_STATS[key]
+        number = float(match.group(1)) * scale
+        number = int(number) if number.is_integer() else number
+        if name.startswith("ram."):
+            result.setdefault("ram", {})[name[4:]] = number
+        else:
+            result[name] = number
+    return result
+
+
+def _hmp_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+class HMPMonitor(Monitor):
+    protocol = "hmp"
+
+    def __init__(self, client: HMPClient, path: str, timeout: float) -> None:
+        super().__init__(path, timeout)
+        self.hmp = client
+
+    def close(self) -> None:
+        self.hmp.close()
+
+    def run(self, line: str) -> str:
+        out = self.hmp.command(line)
+        lowered = out.lower()
+        # HMP reports errors as text; these are the forms QEMU 7 uses for migration commands.
+        if lowered.startswith("error") or "unknown command" in lowered or "invalid" in lowered:
+            raise MigrationError(f"{self.path}: HMP {line!r} failed: {out.strip()}")
+        return out
+
+    def status(self) -> str:
+        out = self.run("info status")
+        match = re.search(r"VM status: (\S+)(?: \((\S+)\))?", out)
+        if not match:
+            raise MigrationError(f"{self.path}: cannot read the VM status from {out!r}")
+        # QMP calls "paused (inmigrate)" inmigrate, "paused (postmigrate)" postmigrate.
+        return match.group(2) or match.group(1)
+
+    def capabilities(self) -> dict[str, bool]:
+        caps = {}
+        for line in self.run("info migrate_capabilities").splitlines():
+            name, sep, state = line.partition(":")
+            if sep and state.strip() in ("on", "off"):
+                caps[name.strip()] = state.strip() == "on"
+        return caps
+
+    def set_capabilities(self, caps: dict[str, bool]) -> None:
+        for name, state in caps.items():
+            self.run(f"migrate_set_capability {name} {_hmp_value(state)}")
+
+    def parameters(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        for line in self.run("info migrate_parameters").splitlines():
+            name, sep, value = line.partition(":")
+            if not sep:
+                continue
+            value = value.strip()
+            match = _NUMBER.match(value)
+            params[name.strip()] = (
+                int(match.group(1)) if match and match.group(1).isdigit() else value
+            )
+        return params
+
+    def set_parameters(self, params: dict[str, Any]) -> None:
+        for name, value in params.items():
+            # HMP reads a bare number of max-bandwidth as MiB/s; a B suffix keeps bytes.
+            if name in ("max-bandwidth", "max-postcopy-bandwidth") and isinstance(value, int):
+                value = f"{value}B"
+            self.run(f"migrate_set_parameter {name} {_hmp_value(value)}")
+
+    def incoming(self, uri: str) -> None:
+        self.run(f"migrate_incoming {uri}")
+
+    def migrate(self, uri: str) -> None:
+        self.run(f"migrate -d {uri}")
+
+    def query(self) -> dict[str, Any]:
+        return parse_info_migrate(self.run("info migrate"))
+
+    def cancel(self) -> None:
+        self.run("migrate_cancel")
+
+    def start_postcopy(self) -> None:
+        self.run("migrate_start_postcopy")
+
+    def cont(self) -> None:
+        self.run("cont")
+
+
+def connect(path: str, timeout: float) -> Monitor:
+    """A Monitor on PATH, QMP or HMP as the socket answers."""
+    client = open_monitor(path, timeout)
+    if isinstance(client, QMPClient):
+        return QMPMonitor(client, path, timeout)
+    return HMPMonitor(client, path, timeout)
+
+
+def sample(stats: dict[str, Any], start: float) -> dict[str, Any]:
+    """One timeline point from a query-migrate result."""
+    ram = stats.get("ram", {})
+    return {
+        "t": round(time.time() - start, 4),
+        "status": stats.get("status", "none"),
+        "transferred": ram.get("transferred"),
+        "remaining": ram.get("remaining"),
+        "total": ram.get("total"),
+        "mbps": ram.get("mbps"),
+        "dirty_sync_count": ram.get("dirty-sync-count"),
+        "dirty_pages_rate": ram.get("dirty-pages-rate"),
+    }
+
+
+def summary(stats: dict[str, Any]) -> dict[str, Any]:
+    """The final statistics of a migration, flat and with units in their names."""
+    ram = stats.get("ram", {})
+    return {
+        "status": stats.get("status"),
+        "total_time_ms": stats.get("total-time"),
+        "downtime_ms": stats.get("downtime"),
+        "expected_downtime_ms": stats.get("expected-downtime"),
+        "setup_time_ms": stats.get("setup-time"),
+        "transferred_bytes": ram.get("transferred"),
+        "remaining_bytes": ram.get("remaining"),
+        "total_bytes": ram.get("total"),
+        "throughput_mbps": ram.get("mbps"),
+        "dirty_sync_count": ram.get("dirty-sync-count"),
+        "duplicate_pages": ram.get("duplicate"),
+        "normal_pages": ram.get("normal"),
+        "precopy_bytes": ram.get("precopy-bytes"),
+        "downtime_bytes": ram.get("downtime-bytes"),
+        "postcopy_bytes": ram.get("postcopy-bytes"),
+        "multifd_bytes": ram.get("multifd-bytes"),
+        "error": stats.get("error-desc"),
+    }
+
+
+__all__ = [
+    "FINAL_STATES",
+    "HMPMonitor",
+    "MigrationError",
+    "Monitor",
+    "QMPCommandError",
+    "QMPError",
+    "QMPMonitor",
+    "connect",
+    "parse_info_migrate",
+    "sample",
+    "summary",
+]
