@@ -7,17 +7,18 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 PLAYBOOK := $(BIN)/ansible-playbook
 
-.PHONY: setup run lab provision launch teardown test lint unit molecule integration clean
+.PHONY: setup run lab provision launch migrate teardown test lint unit molecule integration clean
 
 ## setup: system packages and the virtual environment (idempotent)
 setup:
 	scripts/setup
 
-## run: set up, build the embedded lab, provision it and launch vm0 with its destination
+## run: set up, then the main job: build the embedded lab, provision it, launch vm0 and
+## its destination, migrate vm0 and verify it (results/latest/run.json)
 run: setup
-	$(PLAYBOOK) playbooks/lab.yml playbooks/provision.yml playbooks/launch.yml
+	$(PLAYBOOK) migrate.yml
 
-lab provision launch teardown: setup
+lab provision launch migrate teardown: setup
 	$(PLAYBOOK) playbooks/$@.yml
 
 ## test: the whole test suite (lint, unit, molecule role tests, integration on the lab)

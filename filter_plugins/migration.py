@@ -55,10 +55,15 @@ def migration_summary(record: dict) -> list[str]:
     checks = record.get("verification") or {}
     failed = sorted(k for k, v in checks.items() if v is False)
     lines = [
-        "{vm}: {source} -> {destination} over {uri}: {status}{already}".format(
-            already=" (already migrated)" if record.get("already_migrated") else "", **record
+        "{}: {} -> {} over {}: {}{}".format(
+            record.get("vm"),
+            record.get("source"),
+            record.get("destination"),
+            record.get("uri"),
+            record.get("status"),
+            " (already migrated)" if record.get("already_migrated") else "",
         ),
-        "total {} , downtime {} , setup {} , {} transferred at {}".format(
+        "total {}, downtime {}, setup {}, {} transferred at {}".format(
             _fmt(q.get("total_time_ms"), " ms"),
             _fmt(q.get("downtime_ms"), " ms"),
             _fmt(q.get("setup_time_ms"), " ms"),

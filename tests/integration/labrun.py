@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from qmp import HMPClient, QMPClient
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_NAMESPACES = ("lablan", "labsrc", "labdst", "labclient")
@@ -43,19 +47,64 @@ class PlaybookRun:
         return self.stdout + self.stderr
 
 
-def run_playbooks(*playbooks: str, extra_vars: dict | None = None, timeout: int = 1200):
-    """ansible-playbook on the lab inventory; the JSON callback gives per-host stats."""
-    argv = ["ansible-playbook", *(f"playbooks/{p}.yml" for p in playbooks)]
+ENV = {
+    "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+    "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
+    "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+    "ANSIBLE_NOCOLOR": "1",
+}
+
+
+def playbook_argv(*playbooks: str, extra_vars: dict | None = None) -> list[str]:
+    """NAME is playbooks/NAME.yml; a path ending in .yml is taken from the repository root."""
+    argv = ["ansible-playbook"]
+    argv += [p if p.endswith(".yml") else f"playbooks/{p}.yml" for p in playbooks]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
-    env = {
-        **os.environ,
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "ANSIBLE_STDOUT_CALLBACK": "ansible.posix.json",
-        "ANSIBLE_NOCOLOR": "1",
-    }
+    return argv
+
+
+def start_playbooks(*playbooks: str, extra_vars: dict | None = None) -> subprocess.Popen:
+    """The same, in the background, for a test that acts while the playbook runs."""
+    return subprocess.Popen(
+        playbook_argv(*playbooks, extra_vars=extra_vars),
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def run_playbooks(*playbooks: str, extra_vars: dict | None = None, timeout: int = 1200):
+    """ansible-playbook on the lab inventory; the JSON callback gives per-host stats."""
     proc = subprocess.run(
-        argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        playbook_argv(*playbooks, extra_vars=extra_vars),
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def run_module(
+    pattern: str, module: str, args: dict, extra_vars: dict | None = None, timeout: int = 600
+) -> PlaybookRun:
+    """An ad-hoc `ansible PATTERN -m MODULE` on the lab inventory (JSON output)."""
+    argv = ["ansible", pattern, "-m", module, "-a", json.dumps(args)]
+    if extra_vars:
+        argv += ["-e", json.dumps(extra_vars)]
+    proc = subprocess.run(
+        argv,
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr)
 
@@ -65,3 +114,42 @@ def lab_namespaces() -> set[str]:
     return {line.split()[0] for line in out.stdout.splitlines() if line.strip()} & set(
         LAB_NAMESPACES
     )
+
+
+VM_DIR = Path("/run/qmigrate/{host}/vm0")
+HEARTBEAT = re.compile(r"qmigrate-heartbeat (\d+) ")
+
+
+def vm_file(host: str, name: str) -> str:
+    return str(VM_DIR).format(host=host) + "/" + name
+
+
+def qmp_status(host: str) -> str:
+    with QMPClient(vm_file(host, "qmp.sock"), timeout=5) as qmp:
+        return qmp.execute("query-status")["status"]
+
+
+def qemu_pid(host: str) -> int:
+    return int(Path(vm_file(host, "qemu.pid")).read_text())
+
+
+def last_heartbeat(host: str) -> int:
+    beats = HEARTBEAT.findall(Path(vm_file(host, "serial.log")).read_text(errors="replace"))
+    return int(beats[-1]) if beats else 0
+
+
+def hmp(host: str, line: str) -> str:
+    """A command on the VM's HMP socket, which stays free while a module holds QMP."""
+    with HMPClient(vm_file(host, "monitor.sock"), timeout=10) as mon:
+        return mon.command(line)
+
+
+def heartbeat_advances(host: str, seconds: float = 10) -> bool:
+    """Whether the guest on HOST prints a new heartbeat within SECONDS."""
+    first = last_heartbeat(host)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if last_heartbeat(host) > first:
+            return True
+        time.sleep(0.2)
+    return False

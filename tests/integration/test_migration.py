@@ -1,0 +1,246 @@
+"""Issue 3 end to end: migrations on the embedded lab with real QEMU, and how they fail."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from labrun import (
+    ROOT,
+    heartbeat_advances,
+    hmp,
+    qemu_pid,
+    run_module,
+    run_playbooks,
+    start_playbooks,
+)
+
+LATEST = ROOT / "results" / "latest" / "run.json"
+# Slow enough that a 256 MiB guest takes tens of seconds to migrate.
+THROTTLED = {"migration_max_bandwidth": 4_000_000}
+
+
+def latest_run() -> dict:
+    return json.loads(LATEST.read_text())
+
+
+def stop_vms(pattern: str = "hypervisors") -> None:
+    run = run_module(
+        pattern, "ansible.builtin.include_role", {"name": "vm"}, extra_vars={"vm_state": "absent"}
+    )
+    assert run.rc == 0, run.text[-3000:]
+
+
+@pytest.fixture(scope="module")
+def provisioned():
+    run = run_playbooks("lab", "provision")
+    assert run.rc == 0, run.text[-4000:]
+    yield
+    run_playbooks("teardown")
+
+
+@pytest.fixture
+def pair(provisioned):
+    """vm0 freshly booted on labsrc and a destination waiting on labdst."""
+    stop_vms()
+    run = run_playbooks("launch")
+    assert run.rc == 0, run.text[-4000:]
+
+
+def assert_source_unharmed(rc: int) -> None:
+    """The migration failed, and the source VM runs on with its guest."""
+    assert rc != 0
+    assert "VM status: running" in hmp("labsrc", "info status")
+    assert heartbeat_advances("labsrc")
+    assert latest_run()["status"] == "failed"
+
+
+def test_destination_not_started(pair):
+    stop_vms("labdst")
+
+    run = run_playbooks("migrate")
+
+    assert "cannot reach the monitor of the VM at /run/qmigrate/labdst/vm0" in run.text
+    assert_source_unharmed(run.rc)
+
+
+def test_destination_not_waiting_for_a_migration(pair):
+    stop_vms("labdst")
+    started = run_module(
+        "labdst",
+        "ansible.builtin.include_role",
+        {"name": "vm"},
+        extra_vars={
+            "vm_kernel": "/proj/qmigrate-lab/qmigrate/bzImage",
+            "vm_initrd": "/proj/qmigrate-lab/qmigrate/initramfs.cpio.gz",
+            "vm_extra_args": ["-S"],  # created but never started: state prelaunch
+        },
+    )
+    assert started.rc == 0, started.text[-3000:]
+
+    run = run_playbooks("migrate")
+
+    assert "is prelaunch, not waiting for a migration (inmigrate)" in run.text
+    assert_source_unharmed(run.rc)
+
+
+def test_bad_uri(pair):
+    run = run_playbooks("migrate", extra_vars={"migration_uri": "bogus:10.10.1.2:4444"})
+
+    assert "refused to listen on bogus:10.10.1.2:4444" in run.text
+    assert_source_unharmed(run.rc)
+
+
+def test_unknown_capability_changes_nothing(pair):
+    run = run_playbooks("migrate", extra_vars={"migration_capabilities": {"warp-drive": True}})
+
+    assert "capabilities: warp-drive not supported by this QEMU" in run.text
+    assert_source_unharmed(run.rc)
+    assert "inmigrate" in hmp("labdst", "info status")
+    assert "Migration status" not in hmp("labsrc", "info migrate")
+
+
+def test_destination_killed_mid_migration(pair):
+    proc = start_playbooks("migrate", extra_vars=THROTTLED)
+    try:
+        deadline = time.monotonic() + 120
+        while "Migration status: active" not in hmp("labsrc", "info migrate"):
+            assert time.monotonic() < deadline, "the migration never became active"
+            assert proc.poll() is None, "the playbook ended before the migration started"
+            time.sleep(0.5)
+
+        os.kill(qemu_pid("labdst"), signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+    assert "failed after" in out + err
+    assert_source_unharmed(proc.returncode)
+
+
+def test_timeout_cancels_and_keeps_the_source(pair):
+    run = run_playbooks("migrate", extra_vars={**THROTTLED, "migration_timeout": 3})
+
+    assert "did not finish within 3 s" in run.text
+    assert "cancelled and the source VM is running" in run.text
+    assert_source_unharmed(run.rc)
+
+
+def test_migrate_yml_end_to_end(pair):
+    run = run_playbooks("migrate.yml")
+
+    assert run.rc == 0, run.text[-4000:]
+    record = latest_run()
+    assert record["status"] == "completed"
+    assert record["verification"] and all(record["verification"].values())
+    assert record["timeline"] and record["qemu"]["total_time_ms"] > 0
+    assert "Migration status: completed" in hmp("labsrc", "info migrate")
+
+
+def test_second_run_reports_the_vm_already_migrated(provisioned):
+    destination = qemu_pid("labdst")
+
+    run = run_playbooks("migrate.yml")
+
+    assert run.rc == 0, run.text[-4000:]
+    assert latest_run()["already_migrated"] is True
+    assert qemu_pid("labdst") == destination
+
+
+def test_round_trip(provisioned):
+    back = run_playbooks("migrate.yml", extra_vars={"qmigrate_reverse": True})
+    assert back.rc == 0, back.text[-4000:]
+    way_back = latest_run()
+
+    forth = run_playbooks("migrate.yml")
+
+    assert forth.rc == 0, forth.text[-4000:]
+    again = latest_run()
+    assert (way_back["source"], way_back["destination"]) == ("labdst", "labsrc")
+    assert (again["source"], again["destination"]) == ("labsrc", "labdst")
+    assert all(way_back["verification"].values()) and all(again["verification"].values())
+    assert again["heartbeat"]["destination_first"] > way_back["heartbeat"]["destination_first"]
+
+
+def test_hand_started_vms_over_the_seeds_monitor(provisioned, tmp_path):
+    """VMs started by hand as in the seed, with only -monitor unix:, migrate over HMP."""
+    stop_vms()
+    pids = []
+
+    def start(host: str, *extra: str) -> str:
+        monitor = str(tmp_path / f"{host}-monitor")
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                host,
+                "qemu-system-x86_64",
+                "-accel",
+                "tcg",
+                "-cpu",
+                "max",
+                "-smp",
+                "2",
+                "-m",
+                "256M",
+                "-kernel",
+                "/proj/qmigrate-lab/qmigrate/bzImage",
+                "-initrd",
+                "/proj/qmigrate-lab/qmigrate/initramfs.cpio.gz",
+                "-append",
+                "console=ttyS0 earlyprintk=serial net.ifnames=0",
+                "-display",
+                "none",
+                "-serial",
+                f"file:{tmp_path / host}.log",
+                "-netdev",
+                "tap,id=ens1f0,ifname=tap0,script=no,downscript=no",
+                "-device",
+                "virtio-net,netdev=ens1f0,mac=52:55:00:d1:55:01",
+                "-monitor",
+                f"unix:{monitor},server,nowait",
+                "-pidfile",
+                f"{tmp_path / host}.pid",
+                "-daemonize",
+                *extra,
+            ],
+            check=True,
+            timeout=60,
+        )
+        pids.append(int(Path(f"{tmp_path / host}.pid").read_text()))
+        return monitor
+
+    try:
+        source = start("labsrc")
+        destination = start("labdst", "-incoming", "defer")
+        uri = "tcp:10.10.1.2:4444"
+
+        listen = run_module(
+            "labdst", "qemu_migrate", {"socket": destination, "state": "incoming", "uri": uri}
+        )
+        migrate = run_module("labsrc", "qemu_migrate", {"socket": source, "uri": uri})
+
+        assert listen.rc == 0, listen.text[-3000:]
+        assert migrate.rc == 0, migrate.text[-3000:]
+        result = migrate.reports[0]["plays"][0]["tasks"][0]["hosts"]["labsrc"]
+        assert (result["protocol"], result["status"]) == ("hmp", "completed")
+        assert result["vm_status"] == "postmigrate"
+        with_dst = subprocess.run(
+            ["socat", "stdio", f"unix-connect:{destination}"],
+            input="info status\n",
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+        assert "VM status: running" in with_dst.stdout
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGTERM)
