@@ -55,9 +55,11 @@ ENV = {
 }
 
 
-def playbook_argv(*playbooks: str, extra_vars: dict | None = None) -> list[str]:
+def playbook_argv(
+    *playbooks: str, extra_vars: dict | None = None, options: tuple[str, ...] = ()
+) -> list[str]:
     """NAME is playbooks/NAME.yml; a path ending in .yml is taken from the repository root."""
-    argv = ["ansible-playbook"]
+    argv = ["ansible-playbook", *options]
     argv += [p if p.endswith(".yml") else f"playbooks/{p}.yml" for p in playbooks]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
@@ -76,18 +78,14 @@ def start_playbooks(*playbooks: str, extra_vars: dict | None = None) -> subproce
     )
 
 
-def run_playbooks(*playbooks: str, extra_vars: dict | None = None, timeout: int = 1200):
+def run_playbooks(
+    *playbooks: str,
+    extra_vars: dict | None = None,
+    options: tuple[str, ...] = (),
+    timeout: int = 1200,
+):
     """ansible-playbook on the lab inventory; the JSON callback gives per-host stats."""
-    proc = subprocess.run(
-        playbook_argv(*playbooks, extra_vars=extra_vars),
-        cwd=ROOT,
-        env={**os.environ, **ENV},
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return PlaybookRun(proc.returncode, proc.stdout, proc.stderr)
+    return _run(playbook_argv(*playbooks, extra_vars=extra_vars, options=options), timeout)
 
 
 def run_module(
@@ -97,6 +95,10 @@ def run_module(
     argv = ["ansible", pattern, "-m", module, "-a", json.dumps(args)]
     if extra_vars:
         argv += ["-e", json.dumps(extra_vars)]
+    return _run(argv, timeout)
+
+
+def _run(argv: list[str], timeout: int) -> PlaybookRun:
     proc = subprocess.run(
         argv,
         cwd=ROOT,
@@ -107,6 +109,19 @@ def run_module(
         check=False,
     )
     return PlaybookRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+def socat(socket: str, line: str) -> str:
+    """A command typed into a monitor socket the way the seed does: socat stdio."""
+    out = subprocess.run(
+        ["socat", "stdio", f"unix-connect:{socket}"],
+        input=line + "\n",
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    return out.stdout
 
 
 def lab_namespaces() -> set[str]:

@@ -12,6 +12,7 @@ from labrun import (
     qemu_pid,
     qmp_status,
     run_playbooks,
+    socat,
     vm_file,
 )
 from qmp import HMPClient
@@ -40,16 +41,9 @@ def test_guest_answers_ping_from_the_client(launched):
 
 
 def test_seed_monitor_socket_answers_socat(launched):
-    out = subprocess.run(
-        ["socat", "stdio", f"unix-connect:{vm_file('labsrc', 'monitor.sock')}"],
-        input="info status\n",
-        capture_output=True,
-        text=True,
-        timeout=10,
-        check=False,
-    )
+    out = socat(vm_file("labsrc", "monitor.sock"), "info status")
 
-    assert "VM status: running" in out.stdout
+    assert "VM status: running" in out
 
 
 def test_hmp_client_reads_the_destination(launched):

@@ -17,6 +17,7 @@ from labrun import (
     qemu_pid,
     run_module,
     run_playbooks,
+    socat,
     start_playbooks,
 )
 
@@ -132,6 +133,89 @@ def test_timeout_cancels_and_keeps_the_source(pair):
     assert_source_unharmed(run.rc)
 
 
+def test_check_mode_predicts_without_migrating(pair):
+    run = run_playbooks("migrate", options=("--check",))
+
+    assert run.rc == 0, run.text[-4000:]
+    assert "would migrate from labsrc to labdst over tcp:10.10.1.2:4444" in run.text
+    assert "VM status: paused (inmigrate)" in hmp("labdst", "info status")
+    assert "Migration status" not in hmp("labsrc", "info migrate")
+
+
+def test_postcopy_after_one_pass(pair):
+    run = run_playbooks("migrate", extra_vars={**THROTTLED, "migration_postcopy": True})
+
+    assert run.rc == 0, run.text[-4000:]
+    record = latest_run()
+    assert record["postcopy_at"] is not None
+    assert record["qemu"]["postcopy_bytes"] > 0
+    assert all(record["verification"].values())
+
+
+def module_result(run, host: str) -> dict:
+    return run.reports[0]["plays"][0]["tasks"][0]["hosts"][host]
+
+
+def start_in_background(capabilities: dict) -> None:
+    """The destination listens, and a throttled migration starts without waiting."""
+    uri = "tcp:10.10.1.2:4444"
+    listen = run_module(
+        "labdst",
+        "qemu_migrate",
+        {
+            "socket": "/run/qmigrate/labdst/vm0/qmp.sock",
+            "state": "incoming",
+            "uri": uri,
+            "capabilities": capabilities,
+        },
+    )
+    assert listen.rc == 0, listen.text[-3000:]
+    started = run_module(
+        "labsrc",
+        "qemu_migrate",
+        {
+            "socket": "/run/qmigrate/labsrc/vm0/qmp.sock",
+            "uri": uri,
+            "wait": False,
+            "capabilities": capabilities,
+            "parameters": {"max-bandwidth": 4_000_000},
+        },
+    )
+    assert started.rc == 0, started.text[-3000:]
+    assert module_result(started, "labsrc")["status"] in ("setup", "active")
+
+
+def test_cancel_on_demand_keeps_the_source(pair):
+    start_in_background({})
+
+    cancel = run_module(
+        "labsrc",
+        "qemu_migrate",
+        {"socket": "/run/qmigrate/labsrc/vm0/qmp.sock", "state": "cancelled"},
+    )
+
+    assert cancel.rc == 0, cancel.text[-3000:]
+    assert module_result(cancel, "labsrc")["status"] == "cancelled"
+    assert "VM status: running" in hmp("labsrc", "info status")
+    assert heartbeat_advances("labsrc")
+
+
+def test_postcopy_on_demand(pair):
+    start_in_background({"postcopy-ram": True})
+    socket = "/run/qmigrate/labsrc/vm0/qmp.sock"
+
+    switch = run_module("labsrc", "qemu_migrate", {"socket": socket, "state": "postcopy"})
+    finish = run_module(
+        "labsrc", "qemu_migrate", {"socket": socket, "uri": "tcp:10.10.1.2:4444", "timeout": 300}
+    )
+
+    assert switch.rc == 0, switch.text[-3000:]
+    assert finish.rc == 0, finish.text[-3000:]
+    assert module_result(finish, "labsrc")["stats"]["postcopy_bytes"] > 0
+    assert "VM status: running" in hmp("labdst", "info status")
+    assert heartbeat_advances("labdst")
+
+
 def test_migrate_yml_end_to_end(pair):
     run = run_playbooks("migrate.yml")
 
@@ -229,18 +313,10 @@ def test_hand_started_vms_over_the_seeds_monitor(provisioned, tmp_path):
 
         assert listen.rc == 0, listen.text[-3000:]
         assert migrate.rc == 0, migrate.text[-3000:]
-        result = migrate.reports[0]["plays"][0]["tasks"][0]["hosts"]["labsrc"]
+        result = module_result(migrate, "labsrc")
         assert (result["protocol"], result["status"]) == ("hmp", "completed")
         assert result["vm_status"] == "postmigrate"
-        with_dst = subprocess.run(
-            ["socat", "stdio", f"unix-connect:{destination}"],
-            input="info status\n",
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        )
-        assert "VM status: running" in with_dst.stdout
+        assert "VM status: running" in socat(destination, "info status")
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGTERM)
