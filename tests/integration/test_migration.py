@@ -224,7 +224,8 @@ def test_migrate_yml_end_to_end(pair):
     assert record["status"] == "completed"
     assert record["verification"] and all(record["verification"].values())
     assert record["timeline"] and record["qemu"]["total_time_ms"] > 0
-    assert "Migration status: completed" in hmp("labsrc", "info migrate")
+    monitor = "/run/qmigrate/labsrc/vm0/monitor.sock"
+    assert "Migration status: completed" in socat(monitor, "info migrate")
 
 
 def test_second_run_reports_the_vm_already_migrated(provisioned):
