@@ -163,7 +163,7 @@ class Lab:
 
     def present(self) -> None:
         self.validate()
-        sw, br, _nic = self.p["switch"], self.p["bridge"], self.p["nic"]
+        sw, br = self.p["switch"], self.p["bridge"]
         existing = self.namespaces()
         for ns in [sw, *self.p["hosts"]]:
             if ns not in existing:

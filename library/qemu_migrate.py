@@ -225,27 +225,23 @@ class Migration:
         """The capabilities and parameters to set, checked against this QEMU."""
         caps = self.wanted_capabilities()
         supported = self.mon.capabilities()
-        unknown = sorted(set(caps) - set(supported))
-        if unknown:
-            self.fail(
-                "capabilities: {} not supported by this QEMU ({}); it supports: {}".format(
-                    ", ".join(unknown), self.where(), ", ".join(sorted(supported))
-                )
-            )
+        self.refuse_unknown("capabilities", caps, supported)
         params = dict(self.p["parameters"])
-        known = self.mon.parameters()
-        unknown = sorted(set(params) - set(known))
-        if unknown:
-            self.fail(
-                "parameters: {} not supported by this QEMU ({}); it supports: {}".format(
-                    ", ".join(unknown), self.where(), ", ".join(sorted(known))
-                )
-            )
+        self.refuse_unknown("parameters", params, self.mon.parameters())
         if self.p["postcopy_after_passes"] is not None and not (
             caps.get("postcopy-ram") or supported.get("postcopy-ram")
         ):
             self.fail("postcopy_after_passes needs the postcopy-ram capability on both sides")
         return caps, params
+
+    def refuse_unknown(self, option: str, wanted: dict, known: dict) -> None:
+        unknown = sorted(set(wanted) - set(known))
+        if unknown:
+            self.fail(
+                "{}: {} not supported by this QEMU ({}); it supports: {}".format(
+                    option, ", ".join(unknown), self.where(), ", ".join(sorted(known))
+                )
+            )
 
     def apply(self, caps: dict, params: dict) -> None:
         try:

@@ -38,12 +38,12 @@ class Monitor:
 
     protocol = ""
 
-    def __init__(self, path: str, timeout: float) -> None:
+    def __init__(self, client: QMPClient | HMPClient, path: str) -> None:
+        self.client = client
         self.path = path
-        self.timeout = timeout
 
     def close(self) -> None:
-        raise NotImplementedError
+        self.client.close()
 
     def events(self) -> list[dict[str, Any]]:
         """Asynchronous events received since the last call (QMP only)."""
@@ -53,12 +53,9 @@ class Monitor:
 class QMPMonitor(Monitor):
     protocol = "qmp"
 
-    def __init__(self, client: QMPClient, path: str, timeout: float) -> None:
-        super().__init__(path, timeout)
+    def __init__(self, client: QMPClient, path: str) -> None:
+        super().__init__(client, path)
         self.qmp = client
-
-    def close(self) -> None:
-        self.qmp.close()
 
     def run(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
         return self.qmp.execute(command, arguments)
@@ -172,12 +169,9 @@ def _hmp_value(value: Any) -> str:
 class HMPMonitor(Monitor):
     protocol = "hmp"
 
-    def __init__(self, client: HMPClient, path: str, timeout: float) -> None:
-        super().__init__(path, timeout)
+    def __init__(self, client: HMPClient, path: str) -> None:
+        super().__init__(client, path)
         self.hmp = client
-
-    def close(self) -> None:
-        self.hmp.close()
 
     def run(self, line: str) -> str:
         out = self.hmp.command(line)
@@ -254,8 +248,8 @@ def connect(path: str, timeout: float) -> Monitor:
     """A Monitor on PATH, QMP or HMP as the socket answers."""
     client = open_monitor(path, timeout)
     if isinstance(client, QMPClient):
-        return QMPMonitor(client, path, timeout)
-    return HMPMonitor(client, path, timeout)
+        return QMPMonitor(client, path)
+    return HMPMonitor(client, path)
 
 
 def sample(stats: dict[str, Any], start: float) -> dict[str, Any]:

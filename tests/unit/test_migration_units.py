@@ -480,7 +480,7 @@ def hmp_monitor(fake_hmp):
         server = fake_hmp(replies)
         client = HMPClient(server.path, timeout=2)
         client.connect()
-        opened.append(HMPMonitor(client, server.path, 2))
+        opened.append(HMPMonitor(client, server.path))
         return opened[-1], server
 
     yield open_with
