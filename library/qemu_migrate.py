@@ -330,6 +330,16 @@ class Migration:
             )
         self.follow(start, vm_before)
 
+    def settled_stats(self, stats: dict) -> dict:
+        """QEMU 7.2 reports "completed" a moment before it has stored the total time and
+        the downtime (both read 0 until then): ask again, briefly, until they are in."""
+        for _ in range(40):
+            if stats.get("status") != "completed" or stats.get("total-time"):
+                break
+            time.sleep(0.05)
+            stats = self.mon.query()
+        return stats
+
     def follow(self, start: float, vm_before: str) -> None:
         timeline, events = [], []
         postcopy_at = None
@@ -341,6 +351,7 @@ class Migration:
             timeline.append(point)
             events.extend(event_point(ev, start) for ev in self.mon.events())
             if stats.get("status") in FINAL_STATES:
+                stats = self.settled_stats(stats)
                 break
             passes = self.p["postcopy_after_passes"]
             if (

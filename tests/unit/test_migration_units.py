@@ -572,3 +572,32 @@ def test_connect_returns_an_hmp_monitor_for_an_hmp_socket(fake_hmp):
     assert isinstance(monitor, HMPMonitor)
     assert (monitor.protocol, monitor.path) == ("hmp", server.path)
     assert status == "running"
+
+
+class _Answers:
+    """A monitor whose query-migrate answers come from a list, the last one repeating."""
+
+    def __init__(self, answers: list[dict]) -> None:
+        self.answers = answers
+        self.asked = 0
+
+    def query(self) -> dict:
+        self.asked += 1
+        return self.answers[min(self.asked - 1, len(self.answers) - 1)]
+
+
+def test_completed_stats_are_asked_again_until_the_total_time_is_in(qemu_migrate):
+    # QEMU 7.2 says "completed" a moment before it stores total-time and downtime.
+    early = dict(QMP_COMPLETED, **{"total-time": 0, "downtime": 0})
+    migration = qemu_migrate.Migration.__new__(qemu_migrate.Migration)
+    migration.mon = _Answers([early, QMP_COMPLETED])
+    assert migration.settled_stats(early) == QMP_COMPLETED
+    assert migration.mon.asked == 2
+
+
+def test_other_final_states_are_not_asked_again(qemu_migrate):
+    failed = {"status": "failed", "error-desc": "Connection reset by peer"}
+    migration = qemu_migrate.Migration.__new__(qemu_migrate.Migration)
+    migration.mon = _Answers([failed])
+    assert migration.settled_stats(failed) is failed
+    assert migration.mon.asked == 0
