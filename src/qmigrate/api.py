@@ -366,3 +366,25 @@ def report(
 ) -> dict[str, Any]:
     """The whole record (run.json) of RUN, as for ``result_of``."""
     return result_of(run, results_dir=results_dir, project=project).record
+
+
+def draw_report(
+    run: str = "latest",
+    *,
+    results_dir: PathLike | None = None,
+    project: PathLike | None = None,
+) -> Path:
+    """Draw RUN's report.md and plots again from its run.json alone; returns report.md's
+    path. Raises BadInput when the run has no profile (it was not profiled)."""
+    path = find_record(_results_dir(results_dir, project), run)
+    record = read_record(path)
+    if "profile" not in record:
+        raise BadInput(
+            "",
+            "",
+            f"{path} holds no profile: the run was not profiled (migration_profile)",
+            variables=("run",),
+        )
+    from qmigrate.report import write_report
+
+    return write_report(record, path.parent)

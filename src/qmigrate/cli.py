@@ -283,6 +283,11 @@ def build_parser() -> argparse.ArgumentParser:
         "a run's directory or run.json",
     )
     report.add_argument(
+        "--draw",
+        action="store_true",
+        help="(re)write the profiled run's report.md and plots from its run.json, and say where",
+    )
+    report.add_argument(
         "--results", metavar="DIR", help="the results directory (default: the project's results/)"
     )
     report.set_defaults(handler=_report)
@@ -400,7 +405,11 @@ def _migrate(args: argparse.Namespace, out: Output) -> int:
 
 def _report(args: argparse.Namespace, out: Output) -> int:
     result = api.result_of(args.run, results_dir=args.results, project=args.project)
-    out.emit(result.record, summary_table(result))
+    text = summary_table(result)
+    if args.draw:
+        path = api.draw_report(args.run, results_dir=args.results, project=args.project)
+        text += f"\nreport: {path}"
+    out.emit(result.record, text)
     return EXIT_OK
 
 

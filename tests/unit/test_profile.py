@@ -1,0 +1,201 @@
+"""Unit tests for the profile of a migration (src/qmigrate/profile.py) and its report
+(report.py): parsing the probes' raw output, the derived figures recomputed from a
+run.json stored from a real lab run, and the report drawn from it."""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from qmigrate import cli
+from qmigrate.profile import (
+    derive,
+    parse_counters,
+    parse_iperf,
+    parse_ping,
+    phase_spans,
+    phases,
+    ping_figures,
+    profile_run,
+    summary,
+)
+from qmigrate.report import lost_send_times, write_report
+
+# A profiled migration on the lab (labsrc -> labdst, 256 MiB TCG guest): run.json as the
+# probe role left it, and the probes' raw output in probe/.
+RUN = Path(__file__).parent / "data" / "profiled-run"
+T0 = 1795651600.0
+
+
+@pytest.fixture
+def record() -> dict:
+    return json.loads((RUN / "run.json").read_text())
+
+
+def _roundtrip(value):
+    return json.loads(json.dumps(value))
+
+
+# ---------------------------------------------------------------------------- stored run
+
+
+def test_derived_figures_are_recomputed_from_the_stored_record(record):
+    stored = record["profile"]["derived"]
+    assert _roundtrip(derive(record)) == stored
+
+
+def test_the_stored_run_shows_a_migration_the_stream_survived(record):
+    d = derive(record)
+    assert record["status"] == "completed"
+    assert d["window_covers_migration"]
+    assert d["tcp"]["survived"] and d["tcp"]["why_not"] == []
+    assert record["verification"]["tcp_stream_survived"] is True
+    # The guest stopped answering for about QEMU's downtime, and never for long.
+    assert d["downtime"]["qemu_ms"] > 0
+    assert 0 <= d["downtime"]["guest_observed_ms"] < 2000
+    assert d["ping"]["lost_around_migration"] >= 0
+    # Bytes on the wire match what QEMU says it sent, within the headers' overhead.
+    assert 0.98 < d["wire"]["wire_to_qemu_ratio"] < 1.1
+    assert 0 < d["link"]["fraction_of_link"] < 1
+
+
+def test_ingest_rebuilds_the_series_from_the_raw_probe_output(record, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    bare = copy.deepcopy(record)
+    del bare["profile"]
+    del bare["verification"]["tcp_stream_survived"]
+    (run / "run.json").write_text(json.dumps(bare))
+    found = profile_run(run, draw=False)
+    rebuilt = json.loads((run / "run.json").read_text())
+    assert rebuilt["profile"]["series"] == record["profile"]["series"]
+    assert rebuilt["profile"]["derived"] == record["profile"]["derived"]
+    assert found["verification"] == {"tcp_stream_survived": True}
+    assert rebuilt["verification"]["migration_completed"] is True
+
+
+def test_a_stream_that_stops_at_the_switchover_did_not_survive(record):
+    end = phases(record)["end"]
+    tcp = record["profile"]["series"]["tcp"]
+    for interval in tcp["intervals"]:
+        if interval[0] >= end:
+            interval[2], interval[3] = 0, 0.0
+    d = derive(record)
+    assert d["tcp"]["survived"] is False
+    assert any("carried no data" in why for why in d["tcp"]["why_not"])
+    assert "did NOT survive" in summary(d)[1]
+
+
+def test_an_iperf3_error_means_the_stream_did_not_survive(record):
+    tcp = record["profile"]["series"]["tcp"]
+    tcp["rc"], tcp["error"] = -9, "iperf3 still running 20 s after it was started: killed"
+    d = derive(record)
+    assert d["tcp"]["survived"] is False
+    assert "iperf3 exited with status -9" in d["tcp"]["why_not"]
+
+
+def test_without_a_record_of_the_migration_there_are_no_phases():
+    assert phase_spans(phases({})) == []
+
+
+# ---------------------------------------------------------------------------- parsers
+
+
+def test_parse_ping_takes_send_times_and_totals():
+    text = "\n".join(
+        [
+            "PING 10.10.1.100 (10.10.1.100) 56(84) bytes of data.",
+            f"[{T0 + 0.0105:.6f}] 64 bytes from 10.10.1.100: icmp_seq=1 ttl=64 time=0.500 ms",
+            f"[{T0 + 0.0502:.6f}] 64 bytes from 10.10.1.100: icmp_seq=5 ttl=64 time=0.200 ms",
+            f"[{T0 + 0.0201:.6f}] 64 bytes from 10.10.1.100: icmp_seq=2 ttl=64 time=0.100 ms",
+            "--- 10.10.1.100 ping statistics ---",
+            "5 packets transmitted, 3 received, 40% packet loss, time 40ms",
+        ]
+    )
+    ping = parse_ping(text, T0)
+    assert [r[1] for r in ping["replies"]] == [1, 2, 5]
+    assert ping["replies"][0][0] == pytest.approx(0.010, abs=1e-6)
+    assert ping["transmitted"] == 5 and ping["received"] == 3
+    assert lost_send_times(ping["replies"]) == pytest.approx([0.030, 0.040], abs=1e-6)
+
+
+def test_guest_observed_downtime_is_the_longest_gap_around_the_migration():
+    # Pings every 10 ms; 0.50 s to 0.60 s unanswered (the switchover); another gap of
+    # 2 s long before the migration does not count.
+    times = [x / 100 for x in range(-400, -300)] + [x / 100 for x in range(-100, 300)]
+    replies = [[t, n + 1, 0.3] for n, t in enumerate(times) if not 0.5 < t < 0.6]
+    p = {"start": 0.0, "end": 0.55}
+    figures = ping_figures({"replies": replies, "transmitted": 600, "received": 491}, p, 0.01)
+    assert figures["gap_ms"] == pytest.approx(100.0)
+    assert figures["guest_downtime_ms"] == pytest.approx(90.0)
+    assert figures["lost_around_migration"] == 9
+    assert figures["lost"] == 109
+    assert figures["answered_after_migration"]
+
+
+def test_parse_iperf_places_intervals_on_the_migration_clock():
+    doc = {
+        "launched": T0 - 2.0,
+        "rc": 0,
+        "output": {
+            "start": {"connected": [{"socket": 5}], "test_start": {"duration": 1}},
+            "intervals": [
+                {"sum": {"start": 0.0, "end": 0.5, "bytes": 1000, "bits_per_second": 16000.0}},
+                {"sum": {"start": 0.5, "end": 1.0, "bytes": 0, "bits_per_second": 0.0}},
+            ],
+            "end": {"sum_sent": {"bytes": 1000, "seconds": 1.0}, "sum_received": {}},
+        },
+    }
+    tcp = parse_iperf(doc, T0)
+    assert tcp["intervals"][1][:3] == [-1.5, -1.0, 0]
+    assert tcp["connections"] == 1 and tcp["error"] is None
+    assert parse_iperf(None, T0)["ran"] is False
+
+
+def test_parse_counters_skips_absent_interfaces():
+    doc = {"samples": [{"t": T0 + 1, "c": {"ens1f0": [1, 2, 3, 4], "tap1": None}}]}
+    assert parse_counters(doc, T0) == {"ens1f0": [[1.0, 1, 2, 3, 4]]}
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def test_report_and_plots_are_drawn_from_the_record_alone(record, tmp_path):
+    path = write_report(record, tmp_path)
+    text = path.read_text()
+    assert "TCP stream survived" in text
+    assert "QEMU's downtime" in text and "guest-observed" in text
+    for name in ("connection.png", "wire.png", "ram.png"):
+        png = (tmp_path / name).read_bytes()
+        assert png.startswith(b"\x89PNG") and len(png) > 20000
+        assert f"]({name})" in text
+
+
+def test_report_of_a_broken_stream_says_so(record, tmp_path):
+    record["profile"]["series"]["tcp"]["intervals"][-5:] = [
+        [i[0], i[1], 0, 0.0, 0] for i in record["profile"]["series"]["tcp"]["intervals"][-5:]
+    ]
+    text = write_report(record, tmp_path).read_text()
+    assert "TCP stream did NOT survive" in text
+    assert "| survived | no |" in text
+
+
+def test_cli_report_draw_rewrites_the_report(tmp_path, capsys):
+    results = tmp_path / "results"
+    shutil.copytree(RUN, results / "one")
+    assert cli.main(["report", "one", "--results", str(results), "--draw"]) == 0
+    assert (results / "one" / "report.md").exists()
+    assert "report: " in capsys.readouterr().out
+
+
+def test_cli_report_draw_of_an_unprofiled_run_is_bad_input(record, tmp_path, capsys):
+    results = tmp_path / "results"
+    (results / "one").mkdir(parents=True)
+    del record["profile"]
+    (results / "one" / "run.json").write_text(json.dumps(record))
+    assert cli.main(["report", "one", "--results", str(results), "--draw"]) == 2
+    assert "not profiled" in capsys.readouterr().err
