@@ -317,6 +317,12 @@ def ping_figures(ping: dict[str, Any] | None, p: dict[str, Any], interval: float
             if best is None or gap > best[0]:
                 best = (gap, a, b)
     out["answered_after_migration"] = any(r[0] > end for r in replies)
+    if not out["answered_after_migration"]:
+        # The guest never answered again: no gap closed, so no downtime to speak of.
+        out["lost_around_migration"] = (transmitted or replies[-1][1]) - max(
+            (r[1] for r in replies if r[0] <= end), default=0
+        )
+        return out
     if best is not None:
         gap, a, b = best
         out["gap_ms"] = round(gap * 1000, 3)
@@ -437,13 +443,13 @@ def _ms(value: float | None) -> str:
 
 def summary(derived: dict[str, Any]) -> list[str]:
     tcp, ping, link = derived["tcp"], derived["ping"], derived["link"]
-    lines = [
-        "downtime: QEMU {}, guest-observed {} ({} pings lost around the switchover)".format(
-            _ms(derived["downtime"]["qemu_ms"]),
-            _ms(derived["downtime"]["guest_observed_ms"]),
-            "-" if ping.get("lost_around_migration") is None else ping["lost_around_migration"],
-        )
-    ]
+    lost = "-" if ping.get("lost_around_migration") is None else ping["lost_around_migration"]
+    if ping.get("answered_after_migration") is False:
+        guest = f"the guest did NOT answer pings after the migration ({lost} lost)"
+    else:
+        guest = f"guest-observed {_ms(derived['downtime']['guest_observed_ms'])}"
+        guest += f" ({lost} pings lost around the switchover)"
+    lines = [f"downtime: QEMU {_ms(derived['downtime']['qemu_ms'])}, {guest}"]
     if tcp.get("measured"):
         lines.append(
             "TCP stream {}: {} before, {} during, {} after".format(
@@ -463,7 +469,9 @@ def summary(derived: dict[str, Any]) -> list[str]:
             "-" if fraction is None else f"{fraction:.0%} of the link",
         )
     )
-    if not derived["window_covers_migration"]:
+    if derived["phases"].get("end") is None:
+        lines.append("no migration in the probe window")
+    elif not derived["window_covers_migration"]:
         lines.append("the probe window did not cover the migration and a second after it")
     return lines
 

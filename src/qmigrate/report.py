@@ -208,8 +208,13 @@ def markdown(record: dict[str, Any], derived: dict[str, Any]) -> str:
     lines = [
         f"# Migration report: {record.get('run_id', '')}",
         "",
-        f"{record.get('vm', '?')}: {record.get('source', '?')} -> {record.get('destination', '?')}"
-        f" over `{record.get('uri', '?')}`: **{record.get('status', '?')}**",
+        (
+            f"{record.get('vm', '?')}: {record.get('source', '?')} -> "
+            f"{record.get('destination', '?')} over `{record.get('uri', '?')}`: "
+            f"**{record.get('status', '?')}**"
+            if "status" in record
+            else f"Probes from {window['client']} to {window['target']} without a migration."
+        ),
         "",
         *(f"- {line}" for line in summary(derived)),
         "",

@@ -199,3 +199,12 @@ def test_cli_report_draw_of_an_unprofiled_run_is_bad_input(record, tmp_path, cap
     (results / "one" / "run.json").write_text(json.dumps(record))
     assert cli.main(["report", "one", "--results", str(results), "--draw"]) == 2
     assert "not profiled" in capsys.readouterr().err
+
+
+def test_a_guest_that_never_answers_again_has_no_downtime_but_lost_pings():
+    replies = [[x / 100, n + 1, 0.3] for n, x in enumerate(range(-200, 50))]
+    p = {"start": 0.0, "end": 0.6}
+    figures = ping_figures({"replies": replies, "transmitted": 1000, "received": 250}, p, 0.01)
+    assert figures["answered_after_migration"] is False
+    assert figures["guest_downtime_ms"] is None
+    assert figures["lost_around_migration"] == 750
