@@ -94,7 +94,8 @@ def test_a_stream_cut_at_the_destination_is_reported_as_broken(pair):
     guest is cut off from the network on arrival."""
     in_namespace("labdst", "ip", "link", "set", "tap0", "nomaster")
     try:
-        run = run_playbooks("migrate.yml")
+        # playbooks/migrate.yml only: the root migrate.yml's provisioning would mend it.
+        run = run_playbooks("migrate")
     finally:
         in_namespace("labdst", "ip", "link", "set", "tap0", "master", "br0")
 
