@@ -25,7 +25,8 @@ from ansible.errors import AnsibleFilterError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 MAC = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
-SIZE = re.compile(r"^\s*(\d+)\s*([MG]?)i?B?\s*$", re.IGNORECASE)
+SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
+UNIT_KIB = {"K": 1, "M": 1024, "": 1024, "G": 1024 * 1024}
 ACCELERATORS = ("kvm", "tcg")
 NIC_TYPES = ("tap", "user")
 
@@ -34,20 +35,33 @@ def _fail(key: str, value: Any, why: str) -> AnsibleFilterError:
     return AnsibleFilterError(f"VM spec {key}: {value!r} {why}")
 
 
-def memory_mib(value: Any) -> int:
-    """A memory size in MiB from an int (MiB) or a string such as '256M', '256' or '2G'."""
+def memory_kib(value: Any) -> int:
+    """A memory size in KiB from an int (MiB) or a string such as '256M', '256', '2G' or
+    '262148K'."""
+    hint = "is not a size (use MiB, e.g. 256, or '256M', '2G', '262148K')"
     if isinstance(value, bool):
-        raise _fail("memory", value, "is not a size (use MiB, e.g. 256, or '256M', '2G')")
+        raise _fail("memory", value, hint)
     if isinstance(value, int):
-        mib = value
+        kib = value * 1024
     else:
         match = SIZE.match(str(value))
         if not match:
-            raise _fail("memory", value, "is not a size (use MiB, e.g. 256, or '256M', '2G')")
-        mib = int(match.group(1)) * (1024 if match.group(2).upper() == "G" else 1)
-    if mib < 16:
+            raise _fail("memory", value, hint)
+        kib = int(match.group(1)) * UNIT_KIB[match.group(2).upper()]
+    if kib < 16 * 1024:
         raise _fail("memory", value, "is too small for a guest (at least 16 MiB)")
-    return mib
+    return kib
+
+
+def memory_mib(value: Any) -> int:
+    """A memory size in whole MiB (see memory_kib)."""
+    return memory_kib(value) // 1024
+
+
+def _memory_arg(value: Any) -> str:
+    """QEMU's -m value: in MiB when the size is whole MiB, else in KiB."""
+    kib = memory_kib(value)
+    return f"{kib // 1024}M" if kib % 1024 == 0 else f"{kib}K"
 
 
 def _opts(head: str, pairs: list[tuple[str, Any]]) -> str:
@@ -123,7 +137,7 @@ def qemu_argv(spec: dict, incoming: bool | str = False) -> list[str]:
         "-smp",
         str(cpus),
         "-m",
-        f"{memory_mib(spec.get('memory', 256))}M",
+        _memory_arg(spec.get("memory", 256)),
         "-kernel",
         spec["kernel"],
     ]

@@ -124,6 +124,13 @@ def test_memory_sizes(value, mib):
 
 
 @pytest.mark.parametrize(
+    ("value", "option"), [(256, "256M"), ("2G", "2048M"), ("262148K", "262148K"), ("16384K", "16M")]
+)
+def test_memory_option_is_in_kib_only_when_the_size_needs_it(value, option):
+    assert ("-m", option) in options(qemu_argv({**SEED_SPEC, "memory": value}))
+
+
+@pytest.mark.parametrize(
     ("change", "named"),
     [
         ({"memory": "lots"}, "memory"),
