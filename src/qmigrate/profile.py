@@ -24,9 +24,13 @@ PING_REPLY = re.compile(
 PING_TOTALS = re.compile(r"(?P<sent>[0-9]+) packets transmitted, (?P<received>[0-9]+) received")
 COUNTER_FIELDS = ("rx_bytes", "rx_packets", "tx_bytes", "tx_packets")
 
-# How far around the migration the guest-observed downtime is looked for, in seconds.
+# How far around the switchover the guest-observed downtime is looked for, in seconds.
 DOWNTIME_MARGIN_BEFORE = 0.5
 DOWNTIME_MARGIN_AFTER = 3.0
+# The probes must go on this long after the migration to judge the TCP stream.
+COVER_AFTER = 1.0
+# A stream whose last this-many seconds carried nothing has stopped.
+STALLED_TAIL = 1.0
 
 
 # ---------------------------------------------------------------------------- parsing
@@ -126,6 +130,12 @@ def ingest(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
                 ping = raw.get("ping") or {}
                 series["ping"] = parse_ping(ping.get("output") or "", t0)
                 series["ping"]["host"] = host
+                if ping.get("launched"):
+                    series["ping"]["planned_end"] = round(
+                        float(ping["launched"]) + float(window["duration"]) - t0, 6
+                    )
+                if not ping.get("output"):
+                    series["ping"]["error"] = ping.get("stderr") or "no output from ping"
             if raw.get("tcp") is not None or float(window["tcp_interval"]) > 0:
                 series["tcp"] = parse_iperf(raw.get("tcp"), t0)
                 series["tcp"]["host"] = host
@@ -186,7 +196,12 @@ def phases(record: dict[str, Any]) -> dict[str, Any]:
     postcopy = status_event("postcopy-active") or status_point("postcopy-active")
     stop = first(lambda e: e["event"] == "STOP")
     downtime = qemu.get("downtime_ms")
-    if stop is None and end is not None and downtime is not None:
+    if postcopy is None and record.get("postcopy_at") is not None:
+        postcopy = record["postcopy_at"]
+    if stop is None and postcopy is not None:
+        # Post-copy stops the source when it switches over, not at the end.
+        stop = postcopy
+    elif stop is None and end is not None and downtime is not None:
         stop = end - downtime / 1000.0
     resumed = stop + downtime / 1000.0 if stop is not None and downtime is not None else None
     passes = [e["t"] for e in events if e["event"] == "MIGRATION_PASS"]
@@ -239,12 +254,32 @@ def _throughput(intervals: list[list[Any]], lo: float, hi: float, *, overlap: bo
 
 
 def tcp_figures(tcp: dict[str, Any] | None, p: dict[str, Any], window: dict) -> dict[str, Any]:
-    if not tcp or not tcp.get("ran"):
+    if not tcp:
         return {"measured": False}
+    if not tcp.get("ran"):
+        # The stream was asked for and left nothing: say so rather than pass in silence.
+        return {
+            "measured": True,
+            "survived": False,
+            "why_not": [tcp.get("error") or "the TCP probe left no output"],
+        }
     intervals = tcp["intervals"]
     start, end = p["start"], p.get("end")
     stream_end = intervals[-1][1] if intervals else None
     planned = tcp.get("planned_seconds") or window.get("duration")
+    planned_end = tcp.get("launched", 0.0) + float(planned or 0)
+    if end is not None and planned and planned_end < end + COVER_AFTER:
+        # The window closed before the migration was over: nothing to say about survival.
+        return {
+            "measured": True,
+            "survived": None,
+            "why_not": [
+                f"not measured: the stream was to end at t={planned_end:.1f} s, before the "
+                f"migration ended at t={end:.1f} s (+{COVER_AFTER:g} s); raise probe_duration"
+            ],
+            "before_bps": _throughput(intervals, -1e9, start, overlap=False),
+            "stream_end": stream_end,
+        }
     reasons = []
     if tcp.get("rc") not in (0, None):
         reasons.append(f"iperf3 exited with status {tcp.get('rc')}")
@@ -259,9 +294,12 @@ def tcp_figures(tcp: dict[str, Any] | None, p: dict[str, Any], window: dict) -> 
     if end is not None and not after:
         reasons.append("no stream intervals after the migration ended")
     elif after and after[-1][2] == 0:
+        # iperf3 writes in large blocks, so a single 100 ms report may carry nothing; a
+        # stream that ends with a second or more of nothing has stopped.
         busy = [n for n, i in enumerate(intervals) if i[2] > 0]
         zero_from = intervals[busy[-1] + 1][0] if busy else intervals[0][0]
-        reasons.append(f"the stream carried no data from t={zero_from:.1f} s to its end")
+        if intervals[-1][1] - zero_from >= STALLED_TAIL:
+            reasons.append(f"the stream carried no data from t={zero_from:.1f} s to its end")
     stall = None
     if end is not None:
         around = [i for i in intervals if i[1] > start and i[0] < end + 2.0]
@@ -307,9 +345,25 @@ def ping_figures(ping: dict[str, Any] | None, p: dict[str, Any], interval: float
         "answered_after_migration": None,
     }
     end = p.get("end")
+    if ping.get("error"):
+        out["error"] = ping["error"]
     if end is None or not replies:
         return out
-    lo, hi = p["start"] - DOWNTIME_MARGIN_BEFORE, end + DOWNTIME_MARGIN_AFTER
+    planned_end = ping.get("planned_end")
+    if planned_end is not None and planned_end < end + COVER_AFTER:
+        out["error"] = (
+            f"not measured: the pings were to end at t={planned_end:.1f} s, before the "
+            f"migration ended at t={end:.1f} s (+{COVER_AFTER:g} s)"
+        )
+        return out
+    # The gap is sought around the switchover (the guest runs on during pre-copy), and
+    # measured against ping's actual pace, which falls behind its interval under load.
+    switchover = p.get("switchover")
+    lo = (switchover if switchover is not None else p["start"]) - DOWNTIME_MARGIN_BEFORE
+    hi = (p.get("resumed") or end) + DOWNTIME_MARGIN_AFTER
+    steps = [b[0] - a[0] for a, b in pairwise(replies) if b[1] == a[1] + 1]
+    pace = max(interval, _median(steps) or interval)
+    out["pace_ms"] = round(pace * 1000, 3)
     best = None
     for a, b in pairwise(replies):
         if b[0] >= lo and a[0] <= hi:
@@ -328,7 +382,7 @@ def ping_figures(ping: dict[str, Any] | None, p: dict[str, Any], interval: float
         out["gap_ms"] = round(gap * 1000, 3)
         out["gap_from"] = a[0]
         out["lost_around_migration"] = b[1] - a[1] - 1
-        out["guest_downtime_ms"] = round(max(0.0, gap - interval) * 1000, 3)
+        out["guest_downtime_ms"] = round(max(0.0, gap - pace) * 1000, 3)
     return out
 
 
@@ -444,7 +498,9 @@ def _ms(value: float | None) -> str:
 def summary(derived: dict[str, Any]) -> list[str]:
     tcp, ping, link = derived["tcp"], derived["ping"], derived["link"]
     lost = "-" if ping.get("lost_around_migration") is None else ping["lost_around_migration"]
-    if ping.get("answered_after_migration") is False:
+    if ping.get("error"):
+        guest = f"guest-observed: {ping['error']}"
+    elif ping.get("answered_after_migration") is False:
         guest = f"the guest did NOT answer pings after the migration ({lost} lost)"
     else:
         guest = f"guest-observed {_ms(derived['downtime']['guest_observed_ms'])}"
@@ -455,10 +511,12 @@ def summary(derived: dict[str, Any]) -> list[str]:
             "TCP stream {}: {} before, {} during, {} after".format(
                 "survived"
                 if tcp["survived"]
+                else "not judged (" + "; ".join(tcp["why_not"]) + ")"
+                if tcp["survived"] is None
                 else "did NOT survive (" + "; ".join(tcp["why_not"]) + ")",
-                _rate(tcp["before_bps"]),
-                _rate(tcp["during_bps"]),
-                _rate(tcp["after_bps"]),
+                _rate(tcp.get("before_bps")),
+                _rate(tcp.get("during_bps")),
+                _rate(tcp.get("after_bps")),
             )
         )
     fraction = link.get("fraction_of_link")

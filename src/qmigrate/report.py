@@ -88,13 +88,7 @@ def plot_connection(record: dict[str, Any], derived: dict[str, Any], path: Path)
     top.set_ylabel("TCP throughput (Mbit/s)")
     top.set_ylim(bottom=0)
     verdict = derived["tcp"]
-    title = "TCP stream " + (
-        "survived the migration"
-        if verdict.get("survived")
-        else "did NOT survive the migration"
-        if verdict.get("measured")
-        else "not measured"
-    )
+    title = "TCP stream " + _verdict(verdict)
     top.set_title(f"{record.get('run_id', '')}\n{title}", fontsize=10)
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
 
@@ -184,6 +178,16 @@ def plot_ram(record: dict[str, Any], derived: dict[str, Any], path: Path) -> Non
     plt.close(fig)
 
 
+def _verdict(tcp: dict[str, Any]) -> str:
+    if not tcp.get("measured"):
+        return "not measured"
+    return {
+        True: "survived the migration",
+        False: "did NOT survive the migration",
+        None: "not judged: the probes ended too soon",
+    }[tcp.get("survived")]
+
+
 def _row(name: str, value: Any) -> str:
     return f"| {name} | {value} |"
 
@@ -239,7 +243,9 @@ def markdown(record: dict[str, Any], derived: dict[str, Any]) -> str:
         "|---|---|",
         _row(
             "survived",
-            "yes" if tcp.get("survived") else "no" if tcp.get("measured") else "not measured",
+            {True: "yes", False: "no", None: "not judged"}[tcp.get("survived")]
+            if tcp.get("measured")
+            else "not measured",
         ),
         *(_row("why not", reason) for reason in tcp.get("why_not", [])),
         _row("before the migration", _mbit(tcp.get("before_bps"))),

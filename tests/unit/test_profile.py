@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,6 +25,7 @@ from qmigrate.profile import (
     ping_figures,
     profile_run,
     summary,
+    verification,
 )
 from qmigrate.report import lost_send_times, write_report
 
@@ -176,8 +180,8 @@ def test_report_and_plots_are_drawn_from_the_record_alone(record, tmp_path):
 
 
 def test_report_of_a_broken_stream_says_so(record, tmp_path):
-    record["profile"]["series"]["tcp"]["intervals"][-5:] = [
-        [i[0], i[1], 0, 0.0, 0] for i in record["profile"]["series"]["tcp"]["intervals"][-5:]
+    record["profile"]["series"]["tcp"]["intervals"][-15:] = [
+        [i[0], i[1], 0, 0.0, 0] for i in record["profile"]["series"]["tcp"]["intervals"][-15:]
     ]
     text = write_report(record, tmp_path).read_text()
     assert "TCP stream did NOT survive" in text
@@ -208,3 +212,89 @@ def test_a_guest_that_never_answers_again_has_no_downtime_but_lost_pings():
     assert figures["answered_after_migration"] is False
     assert figures["guest_downtime_ms"] is None
     assert figures["lost_around_migration"] == 750
+
+
+# ---------------------------------------------------------------------------- edge cases
+
+
+def _shift_migration(record: dict, seconds: float) -> None:
+    """Make the migration end SECONDS later, as a longer migration would."""
+    for event in record["events"]:
+        if event["event"] == "MIGRATION" and event["data"].get("status") == "completed":
+            event["t"] += seconds
+    record["qemu"]["total_time_ms"] += int(seconds * 1000)
+
+
+def test_a_migration_that_outlasts_the_probes_is_not_judged(record):
+    _shift_migration(record, 6.0)
+    d = derive(record)
+    assert d["tcp"]["survived"] is None
+    assert d["tcp"]["why_not"][0].startswith("not measured: the stream was to end")
+    assert d["ping"]["guest_downtime_ms"] is None and "not measured" in d["ping"]["error"]
+    assert verification(d) == {"tcp_stream_survived": None}
+    assert "not judged" in summary(d)[1]
+
+
+def test_a_tcp_probe_that_left_nothing_does_not_pass(record):
+    record["profile"]["series"]["tcp"] = parse_iperf(None, T0)
+    d = derive(record)
+    assert d["tcp"]["measured"] and d["tcp"]["survived"] is False
+    assert verification(d) == {"tcp_stream_survived": False}
+
+
+def test_one_empty_report_at_the_end_is_not_a_stopped_stream(record):
+    last = record["profile"]["series"]["tcp"]["intervals"][-1]
+    last[2], last[3] = 0, 0.0
+    assert derive(record)["tcp"]["survived"] is True
+
+
+def test_postcopy_switches_over_when_postcopy_starts():
+    record = {
+        "status": "completed",
+        "postcopy_at": 1.1,
+        "qemu": {"total_time_ms": 3000, "downtime_ms": 40, "status": "completed"},
+        "timeline": [{"t": 0.1, "status": "active"}, {"t": 3.0, "status": "completed"}],
+    }
+    p = phases(record)
+    assert p["switchover"] == 1.1 and p["postcopy"] == 1.1 and p["end"] == 3.0
+    assert [name for name, _, _ in phase_spans(p)] == [
+        "setup",
+        "pre-copy",
+        "stop-and-copy",
+        "post-copy",
+    ]
+
+
+def test_the_probe_program_interrupts_a_hung_iperf3_and_keeps_its_output(tmp_path):
+    fake = tmp_path / "iperf3"
+    output = json.dumps({"intervals": [{"sum": {}}], "error": "interrupt"})
+    (tmp_path / "out.json").write_text(output)
+    fake.write_text(
+        "#!/bin/sh\n"
+        f"trap 'kill $!; cat {tmp_path}/out.json; exit 1' INT\n"
+        "sleep 30 >/dev/null 2>&1 & wait\n"
+    )
+    fake.chmod(0o755)
+    probe = Path(__file__).parents[2] / "roles" / "probe" / "files" / "qmigrate-probe"
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(probe),
+            "iperf3",
+            "--duration",
+            "0.5",
+            "--grace",
+            "0.5",
+            "--",
+            "-c",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        env={**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"},
+        check=True,
+    )
+    doc = json.loads(run.stdout)
+    assert doc["rc"] == -2 and "interrupted" in doc["stderr"]
+    assert doc["output"] == {"intervals": [{"sum": {}}], "error": "interrupt"}
