@@ -548,18 +548,19 @@ def profile_run(run_dir: Path, *, draw: bool = True) -> dict[str, Any]:
         raise ValueError(f"{path} has no profile and {run_dir}/probe holds no probe output")
     derived = derive(record)
     record["profile"]["derived"] = derived
-    record.setdefault("verification", {}).update(verification(derived))
+    checks = verification(derived)
+    record.setdefault("verification", {}).update(checks)
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     report = None
     if draw:
         from qmigrate.report import write_report
 
-        report = str(write_report(record, run_dir))
+        report = str(write_report(record, run_dir, derived))
     return {
         "run_json": str(path),
         "report": report,
         "derived": derived,
-        "verification": verification(derived),
+        "verification": checks,
         "summary": summary(derived),
     }
 

@@ -296,9 +296,12 @@ def markdown(record: dict[str, Any], derived: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_report(record: dict[str, Any], run_dir: Path) -> Path:
-    """Draw run_dir/report.md and its plots from RECORD (a profiled run.json)."""
-    derived = derive(record)
+def write_report(
+    record: dict[str, Any], run_dir: Path, derived: dict[str, Any] | None = None
+) -> Path:
+    """Draw run_dir/report.md and its plots from RECORD (a profiled run.json); DERIVED,
+    when the caller has just computed it, saves computing it again."""
+    derived = derived or derive(record)
     plot_connection(record, derived, run_dir / "connection.png")
     plot_wire(record, derived, run_dir / "wire.png")
     plot_ram(record, derived, run_dir / "ram.png")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from labrun import run_playbooks
+from labrun import run_playbooks, stop_vms
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -21,3 +21,20 @@ def launched():
     assert run.rc == 0, run.text[-4000:]
     yield run
     run_playbooks("teardown")
+
+
+@pytest.fixture(scope="module")
+def provisioned():
+    """The lab up and provisioned, no VM asked for."""
+    run = run_playbooks("lab", "provision")
+    assert run.rc == 0, run.text[-4000:]
+    yield
+    run_playbooks("teardown")
+
+
+@pytest.fixture
+def pair(provisioned):
+    """vm0 freshly booted on labsrc and a destination waiting on labdst."""
+    stop_vms()
+    run = run_playbooks("launch")
+    assert run.rc == 0, run.text[-4000:]

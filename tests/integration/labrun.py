@@ -168,3 +168,11 @@ def heartbeat_advances(host: str, seconds: float = 10) -> bool:
             return True
         time.sleep(0.2)
     return False
+
+
+def stop_vms(pattern: str = "hypervisors") -> None:
+    """Stop the VMs on the hypervisors matching PATTERN (the vm role, vm_state absent)."""
+    run = run_module(
+        pattern, "ansible.builtin.include_role", {"name": "vm"}, extra_vars={"vm_state": "absent"}
+    )
+    assert run.rc == 0, run.text[-3000:]

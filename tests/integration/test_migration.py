@@ -9,7 +9,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
 from labrun import (
     ROOT,
     heartbeat_advances,
@@ -19,6 +18,7 @@ from labrun import (
     run_playbooks,
     socat,
     start_playbooks,
+    stop_vms,
 )
 
 LATEST = ROOT / "results" / "latest" / "run.json"
@@ -29,29 +29,6 @@ THROTTLED = {"migration_max_bandwidth": 4_000_000, "migration_profile": False}
 
 def latest_run() -> dict:
     return json.loads(LATEST.read_text())
-
-
-def stop_vms(pattern: str = "hypervisors") -> None:
-    run = run_module(
-        pattern, "ansible.builtin.include_role", {"name": "vm"}, extra_vars={"vm_state": "absent"}
-    )
-    assert run.rc == 0, run.text[-3000:]
-
-
-@pytest.fixture(scope="module")
-def provisioned():
-    run = run_playbooks("lab", "provision")
-    assert run.rc == 0, run.text[-4000:]
-    yield
-    run_playbooks("teardown")
-
-
-@pytest.fixture
-def pair(provisioned):
-    """vm0 freshly booted on labsrc and a destination waiting on labdst."""
-    stop_vms()
-    run = run_playbooks("launch")
-    assert run.rc == 0, run.text[-4000:]
 
 
 def assert_source_unharmed(rc: int) -> None:

@@ -7,8 +7,7 @@ import json
 import subprocess
 import sys
 
-import pytest
-from labrun import ROOT, run_module, run_playbooks
+from labrun import ROOT, run_playbooks
 
 LATEST = ROOT / "results" / "latest"
 
@@ -17,31 +16,8 @@ def latest_run() -> dict:
     return json.loads((LATEST / "run.json").read_text())
 
 
-def stop_vms() -> None:
-    run = run_module(
-        "hypervisors", "ansible.builtin.include_role", {"name": "vm"}, {"vm_state": "absent"}
-    )
-    assert run.rc == 0, run.text[-3000:]
-
-
 def in_namespace(host: str, *argv: str) -> None:
     subprocess.run(["ip", "netns", "exec", host, *argv], check=True, timeout=30)
-
-
-@pytest.fixture(scope="module")
-def provisioned():
-    run = run_playbooks("lab", "provision")
-    assert run.rc == 0, run.text[-4000:]
-    yield
-    run_playbooks("teardown")
-
-
-@pytest.fixture
-def pair(provisioned):
-    """vm0 freshly booted on labsrc and a destination waiting on labdst."""
-    stop_vms()
-    run = run_playbooks("launch")
-    assert run.rc == 0, run.text[-4000:]
 
 
 def test_profiled_migration_records_series_figures_and_report(pair):
