@@ -106,6 +106,17 @@ def _drive_args(drive: dict | str, index: int) -> list[str]:
     return ["-drive", _opts(f"file={drive['file']}", pairs)]
 
 
+def drive_files(drives: list[dict | str]) -> list[dict]:
+    """The file of each disk in DRIVES, as {var, path}, for checking they exist."""
+    files = []
+    for index, drive in enumerate(drives or []):
+        path = drive if isinstance(drive, str) else drive.get("file")
+        if not path:
+            raise _fail(f"drives[{index}].file", path, "must name the disk image")
+        files.append({"var": f"vm_drives[{index}]", "path": str(path)})
+    return files
+
+
 def qemu_argv(spec: dict, incoming: bool | str = False) -> list[str]:
     """The argv that starts the VM SPEC; with INCOMING, as a migration destination.
 
@@ -165,6 +176,52 @@ def qemu_argv(spec: dict, incoming: bool | str = False) -> list[str]:
     return argv
 
 
+HOSTFWD = re.compile(r"^(?P<proto>tcp|udp)?:(?P<addr>[^:]*):(?P<port>\d+)-(?P<guest>.*)$")
+
+
+def colocated_nics(nics: list[dict], taps: dict[str, str], port_offset: int) -> list[dict]:
+    """NICS for a migration destination on the same host as its source.
+
+    Both QEMUs run side by side, so the destination cannot open the source's TAP devices
+    or bind the source's host forwards: each TAP ifname is renamed by TAPS (tap0 -> tap1)
+    and each hostfwd's host port moves up by PORT_OFFSET. Device models, ids and MACs stay:
+    the guest must find the same hardware after the migration.
+    """
+    if isinstance(port_offset, bool) or not isinstance(port_offset, int) or port_offset < 1:
+        raise _fail("colocated port offset", port_offset, "is not a positive number")
+    moved = []
+    for index, nic in enumerate(nics or []):
+        nic = dict(nic)
+        if nic.get("type", "tap") == "tap":
+            ifname = nic.get("ifname")
+            if ifname not in taps:
+                why = f"has no TAP device for a destination on the same host (taps: {taps})"
+                raise _fail(f"nics[{index}].ifname", ifname, why)
+            nic["ifname"] = taps[ifname]
+        forwards = nic.get("hostfwd", [])
+        if isinstance(forwards, str):
+            forwards = [forwards]
+        shifted = []
+        for forward in forwards:
+            where = f"nics[{index}].hostfwd"
+            match = HOSTFWD.match(str(forward))
+            if not match:
+                raise _fail(where, forward, "is not like tcp:127.0.0.1:10021-:22")
+            port = int(match["port"]) + port_offset
+            if port > 65535:
+                raise _fail(where, forward, f"cannot move its port by {port_offset}")
+            shifted.append(f"{match['proto'] or ''}:{match['addr']}:{port}-{match['guest']}")
+        if forwards:
+            nic["hostfwd"] = shifted
+        moved.append(nic)
+    return moved
+
+
 class FilterModule:
     def filters(self):
-        return {"qemu_argv": qemu_argv, "qemu_memory_mib": memory_mib}
+        return {
+            "qemu_argv": qemu_argv,
+            "qemu_memory_mib": memory_mib,
+            "qemu_colocated_nics": colocated_nics,
+            "qemu_drive_files": drive_files,
+        }
