@@ -469,12 +469,28 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
         "tcp": tcp_figures(series.get("tcp"), p, window),
         "ping": ping,
         "wire": wire_figures(profile, p, qemu),
-        "link": {
-            "capacity_bps": link_bps,
+        "link": link_figures(window, link_bps, mig_bps, qemu_bps),
+    }
+
+
+def link_figures(
+    window: dict[str, Any], link_bps: float | None, mig_bps: float | None, qemu_bps: float | None
+) -> dict[str, Any]:
+    """Migration throughput against the link between the two hypervisors; a same-host
+    migration crosses no link, so it has no capacity to compare with."""
+    if window.get("source") == window.get("destination"):
+        return {
+            "capacity_bps": None,
             "migration_average_bps": mig_bps,
             "qemu_throughput_bps": qemu_bps,
-            "fraction_of_link": round(mig_bps / link_bps, 4) if mig_bps and link_bps else None,
-        },
+            "fraction_of_link": None,
+            "why_not": "source and destination are one host: the migration crossed no link",
+        }
+    return {
+        "capacity_bps": link_bps,
+        "migration_average_bps": mig_bps,
+        "qemu_throughput_bps": qemu_bps,
+        "fraction_of_link": round(mig_bps / link_bps, 4) if mig_bps and link_bps else None,
     }
 
 
@@ -520,13 +536,16 @@ def summary(derived: dict[str, Any]) -> list[str]:
             )
         )
     fraction = link.get("fraction_of_link")
-    lines.append(
-        "link {}, migration {} ({})".format(
-            _rate(link.get("capacity_bps")),
-            _rate(link.get("migration_average_bps")),
-            "-" if fraction is None else f"{fraction:.0%} of the link",
+    if link.get("why_not"):
+        lines.append(f"migration {_rate(link.get('migration_average_bps'))} ({link['why_not']})")
+    else:
+        lines.append(
+            "link {}, migration {} ({})".format(
+                _rate(link.get("capacity_bps")),
+                _rate(link.get("migration_average_bps")),
+                "-" if fraction is None else f"{fraction:.0%} of the link",
+            )
         )
-    )
     if derived["phases"].get("end") is None:
         lines.append("no migration in the probe window")
     elif not derived["window_covers_migration"]:

@@ -67,6 +67,19 @@ def test_the_stored_run_shows_a_migration_the_stream_survived(record):
     assert 0 < d["link"]["fraction_of_link"] < 1
 
 
+def test_a_same_host_migration_is_not_compared_with_a_link(record):
+    same = copy.deepcopy(record)
+    same["profile"]["window"]["destination"] = same["profile"]["window"]["source"]
+
+    d = derive(same)
+
+    assert d["link"]["fraction_of_link"] is None and d["link"]["capacity_bps"] is None
+    assert d["link"]["migration_average_bps"] == derive(record)["link"]["migration_average_bps"]
+    assert d["wire"]["same_host"] is True
+    assert any("crossed no link" in line for line in summary(d))
+    assert not any("of the link" in line for line in summary(d))
+
+
 def test_ingest_rebuilds_the_series_from_the_raw_probe_output(record, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(RUN, run)
