@@ -64,8 +64,14 @@ def stop_all_vms() -> None:
         assert run.rc == 0, run.text[-3000:]
 
 
-def latest_run() -> dict:
-    return json.loads((ROOT / "results" / "latest" / "run.json").read_text())
+def migrated(extra_vars: dict) -> dict:
+    """Migrate with EXTRA_VARS; the run's record, completed and with no failed check."""
+    run = run_playbooks("migrate", extra_vars=extra_vars)
+    assert run.rc == 0, run.text[-4000:]
+    record = json.loads((ROOT / "results" / "latest" / "run.json").read_text())
+    assert record["status"] == "completed"
+    assert all(v is not False for v in record["verification"].values()), record["verification"]
+    return record
 
 
 def proj_listing() -> dict[str, tuple[int, int]]:
@@ -124,13 +130,9 @@ def test_seed_vm_boots_from_proj_and_keeps_its_ssh_across_a_profiled_migration(s
     assert "e1000,netdev=net0" in argv
     boot_id, uptime = guest_boot("labsrc", 10021)
 
-    run = run_playbooks("migrate", extra_vars=SEED)
+    record = migrated(SEED)
 
-    assert run.rc == 0, run.text[-4000:]
-    record = latest_run()
-    assert record["status"] == "completed"
     assert record["destination"] == "labdst"
-    assert all(v is not False for v in record["verification"].values()), record["verification"]
     # Profiled (the lab's default): the client's TCP stream to the Debian guest survived.
     assert record["verification"]["tcp_stream_survived"] is True
     assert (ROOT / "results" / "latest" / "report.md").exists()
@@ -159,15 +161,11 @@ def test_same_host_migration_with_the_seeds_devices(seed_lab):
     assert "user,id=net0,hostfwd=tcp:127.0.0.1:10022-:22" in destination
     boot_id, _ = guest_boot("labsrc", 10021)
 
-    run = run_playbooks("migrate", extra_vars=SAME_HOST)
+    record = migrated(SAME_HOST)
 
-    assert run.rc == 0, run.text[-4000:]
-    record = latest_run()
-    assert record["status"] == "completed"
     assert (record["source"], record["destination"]) == ("labsrc", "labsrc")
     assert record["destination_vm"] == "vm0-incoming"
     assert record["uri"] == "unix:/run/qmigrate/labsrc/vm0-incoming/migration.sock"
-    assert all(v is not False for v in record["verification"].values()), record["verification"]
     assert guest_boot("labsrc", 10022)[0] == boot_id
 
 
