@@ -22,6 +22,7 @@ import pytest
 FILES = Path(__file__).resolve().parents[2] / "roles" / "guest_image" / "files"
 BUILD = FILES / "build-initramfs"
 INIT = FILES / "init"
+DIRTY = FILES / "qmigrate-dirty"
 BUSYBOX = Path("/bin/busybox")
 IPERF3 = Path("/usr/bin/iperf3")
 RELEASE = "6.1.0-99-test-amd64"
@@ -96,6 +97,7 @@ def run_build(
     *,
     address: str = ADDRESS,
     busybox: Path = BUSYBOX,
+    tools: tuple[Path, ...] = (),
     dry_run: bool = False,
 ) -> subprocess.CompletedProcess[str]:
     argv = [
@@ -107,6 +109,8 @@ def run_build(
         "--address", address,
         "--modules-root", str(root),
     ]  # option, value per line  # fmt: skip
+    for tool in tools:
+        argv += ["--tool", str(tool)]
     argv += ["--dry-run"] if dry_run else []
     argv += ["--", *map(str, modules)]
     env = {**os.environ, "TMPDIR": str(cache.parent)}
@@ -152,19 +156,29 @@ def test_dry_run_reports_without_writing(cache: Path, kernel_tree: Path) -> None
     assert checked == Build("unchanged", built.archive)
 
 
-@pytest.mark.parametrize("change", ["address", "module order", "module content"])
-def test_any_changed_input_names_a_new_archive(cache: Path, kernel_tree: Path, change: str) -> None:
+@pytest.mark.parametrize(
+    "change", ["address", "module order", "module content", "tool added", "tool content"]
+)
+def test_any_changed_input_names_a_new_archive(
+    cache: Path, kernel_tree: Path, tmp_path: Path, change: str
+) -> None:
     modules = modules_of(kernel_tree)
-    original = build(cache, kernel_tree, modules)
+    tool = tmp_path / "qmigrate-dirty"
+    tool.write_bytes(DIRTY.read_bytes())
+    tools = () if change == "tool added" else (tool,)
+    original = build(cache, kernel_tree, modules, tools=tools)
     address = ADDRESS
     if change == "address":
         address = "10.10.1.101/24"
     elif change == "module order":
         modules = list(reversed(modules))
-    else:
+    elif change == "module content":
         modules[1].write_bytes(b"virtio module, rebuilt")
+    elif change == "tool content":
+        tool.write_bytes(DIRTY.read_bytes() + b"# changed\n")
+    tools = (tool,)
 
-    changed = build(cache, kernel_tree, modules, address=address)
+    changed = build(cache, kernel_tree, modules, address=address, tools=tools)
 
     assert changed.status == "built"
     assert changed.archive != original.archive
@@ -186,6 +200,15 @@ def test_archive_holds_the_guest(cache: Path, kernel_tree: Path) -> None:
     assert stat.S_IMODE(entries["tmp"].mode) == 0o1777
     assert entries["usr/bin/iperf3"].data == IPERF3.read_bytes()
     assert entries["etc/qmigrate/address"].data == f"{ADDRESS}\n".encode()
+
+
+def test_tools_are_executables_in_usr_sbin(cache: Path, kernel_tree: Path) -> None:
+    entries = read_newc(build(cache, kernel_tree, [], tools=(DIRTY,)).archive)
+
+    tool = entries["usr/sbin/qmigrate-dirty"]
+    assert tool.data == DIRTY.read_bytes()
+    assert stat.S_ISREG(tool.mode) and stat.S_IMODE(tool.mode) == 0o755
+    assert "tool qmigrate-dirty " in entries["etc/qmigrate/manifest"].data.decode()
 
 
 def test_archive_holds_every_library_iperf3_needs(cache: Path, kernel_tree: Path) -> None:
