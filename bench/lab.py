@@ -1,0 +1,171 @@
+"""The embedded lab, driven the way a user drives it: ansible-playbook on its inventory."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bench import ROOT
+
+SOURCE, DESTINATION, CLIENT = "labsrc", "labdst", "labclient"
+GUEST_ADDRESS = "10.10.1.100"
+DESTINATION_ADDRESS = "10.10.1.2"
+RUNTIME_DIR = Path("/run/qmigrate")
+VM = "vm0"
+
+
+def default_append() -> str:
+    """The vm role's kernel command line, still a template (Ansible fills in the address)."""
+    defaults = yaml.safe_load((ROOT / "roles" / "vm" / "defaults" / "main.yml").read_text())
+    return defaults["vm_append"]
+
+
+@dataclass(frozen=True)
+class Guest:
+    """The VM under test. memory is a QEMU size; the lab's sizes are a multiple of 256 KiB
+    plus 4 KiB (see inventory/lab/group_vars/all/study.yml: QEMU 7.2's TCG dirty-bitmap
+    bug). dirty is the guest's memory-dirtying rate in MiB/s (0: idle)."""
+
+    label: str
+    memory: str
+    dirty: int = 0
+    dirty_set: int = 64
+
+    def extra_vars(self) -> dict[str, Any]:
+        append = default_append()
+        if self.dirty:
+            append += f" qmigrate.dirty={self.dirty} qmigrate.dirty_set={self.dirty_set}"
+        return {
+            "vm_memory": self.memory,
+            "vm_append": append,
+            # Named threads (live_migration, multifdsend_N, CPU n/TCG) for the CPU figures.
+            "vm_extra_args": ["-name", "debug-threads=on"],
+        }
+
+
+@dataclass
+class Playbook:
+    argv: list[str]
+    rc: int
+    seconds: float
+    log: Path
+
+
+@dataclass
+class Lab:
+    """Runs the project's playbooks from the repository root, logging each run."""
+
+    logs: Path
+    extra_vars: dict[str, Any] = field(default_factory=dict)
+    _count: int = 0
+
+    def env(self) -> dict[str, str]:
+        venv = ROOT / ".venv" / "bin"
+        return {
+            **os.environ,
+            "PATH": f"{venv}:{os.environ.get('PATH', '')}",
+            "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+            "ANSIBLE_NOCOLOR": "1",
+            # Per-task times in the logs, for the overhead breakdown.
+            "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+            # SSH masters of this run only: one left from a lab torn down less than
+            # ControlPersist ago would still lead into that lab's deleted namespaces.
+            "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.logs.parent / "cp"),
+        }
+
+    def _run(self, argv: list[str], label: str, timeout: float) -> Playbook:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._count += 1
+        log = self.logs / f"{self._count:03d}-{label}.log"
+        with log.open("w") as out:
+            out.write(" ".join(argv) + "\n")
+            out.flush()
+            started = time.monotonic()
+            proc = subprocess.run(
+                argv,
+                cwd=ROOT,
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                timeout=timeout,
+                check=False,
+            )
+            seconds = time.monotonic() - started
+        return Playbook(argv, proc.returncode, seconds, log)
+
+    def _vars_file(self, extra: dict[str, Any]) -> Path:
+        path = self.logs / f"vars-{self._count + 1:03d}.json"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**self.extra_vars, **extra}, indent=2))
+        return path
+
+    def playbook(
+        self, playbook: str, extra: dict[str, Any] | None = None, timeout: float = 1800
+    ) -> Playbook:
+        """ansible-playbook PLAYBOOK (a path from the repository root) with the lab's
+        extra variables and EXTRA."""
+        vars_file = self._vars_file(extra or {})
+        argv = ["ansible-playbook", playbook, "-e", f"@{vars_file}"]
+        return self._run(argv, Path(playbook).stem, timeout)
+
+    def must(self, run: Playbook) -> Playbook:
+        if run.rc != 0:
+            tail = run.log.read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"{' '.join(run.argv)} failed (rc {run.rc}), {run.log}:\n{tail}")
+        return run
+
+    def up(self) -> None:
+        """The lab built and provisioned (nothing is done that is done already)."""
+        self.must(self.playbook("playbooks/lab.yml"))
+        self.must(self.playbook("playbooks/provision.yml"))
+
+    def down(self) -> None:
+        self.must(self.playbook("playbooks/teardown.yml"))
+
+    def stop_vms(self) -> None:
+        vars_file = self._vars_file({"vm_state": "absent"})
+        argv = ["ansible", "hypervisors", "-m", "ansible.builtin.include_role", "-a", "name=vm"]
+        self.must(self._run([*argv, "-e", f"@{vars_file}"], "stop-vms", 300))
+
+    def fresh_pair(self, guest: Guest) -> None:
+        """GUEST booted anew on the source, its destination waiting (-incoming defer)."""
+        self.stop_vms()
+        self.must(self.playbook("playbooks/launch.yml", guest.extra_vars()))
+
+
+def vm_file(host: str, name: str) -> Path:
+    return RUNTIME_DIR / host / VM / name
+
+
+def qemu_pid(host: str) -> int:
+    return int(vm_file(host, "qemu.pid").read_text().strip())
+
+
+def netns(host: str, *argv: str) -> list[str]:
+    return ["ip", "netns", "exec", host, *argv]
+
+
+DIRTY_REPORT = re.compile(r"qmigrate-dirty uptime=([0-9.]+) total_kib=(\d+) rate_kib_s=(\d+)")
+
+
+def dirty_reports(host: str) -> list[tuple[float, int, int]]:
+    """The dirtying workload's reports on HOST's serial console: (uptime, total KiB, KiB/s)."""
+    text = vm_file(host, "serial.log").read_text(errors="replace")
+    return [(float(u), int(t), int(r)) for u, t, r in DIRTY_REPORT.findall(text)]
+
+
+def wait_for_dirtying(host: str, reports: int = 3, timeout: float = 120) -> None:
+    """Until the guest on HOST has reported REPORTS seconds of dirtying (its fill done)."""
+    deadline = time.monotonic() + timeout
+    while len(dirty_reports(host)) < reports:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the guest on {host} reported no dirtying in {timeout} s")
+        time.sleep(0.5)

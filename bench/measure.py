@@ -1,0 +1,151 @@
+"""What the benchmark watches besides QEMU's own statistics: the guest from the network
+(ping), the link between the hypervisors (iperf3), and QEMU's threads (CPU time)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.lab import CLIENT, DESTINATION, DESTINATION_ADDRESS, GUEST_ADDRESS, SOURCE, netns
+
+PING_INTERVAL = 0.01
+REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from ")
+
+
+def ping_gap(text: str, start: float, end: float) -> float | None:
+    """Guest-observed downtime in ms: the longest time between two ping replies from
+    START to END (epoch seconds) less one interval; None without replies on both sides."""
+    times = [float(m[1]) for m in map(REPLY.match, text.splitlines()) if m]
+    before = [t for t in times if t < start]
+    inside = [t for t in times if start <= t <= end]
+    after = [t for t in times if t > end]
+    if not before or not after:
+        return None
+    span = [before[-1], *inside, after[0]]
+    gap = max(b - a for a, b in itertools.pairwise(span))
+    return round(max(gap - PING_INTERVAL, 0.0) * 1000, 1)
+
+
+class Pinger:
+    """ping -i 0.01 from the client to the guest, for as long as a migration runs."""
+
+    def __init__(self, log: Path, deadline_s: int = 1800) -> None:
+        self.log = log
+        self._out = log.open("w")
+        # -w bounds the run even if stop() is never reached.
+        argv = ["ping", "-n", "-D", "-i", str(PING_INTERVAL), "-w", str(deadline_s)]
+        self._proc = subprocess.Popen(
+            netns(CLIENT, *argv, GUEST_ADDRESS), stdout=self._out, stderr=subprocess.STDOUT
+        )
+
+    def stop(self) -> str:
+        if self._proc.poll() is None:
+            # SIGINT, not SIGTERM: ping then flushes what it buffered for the file.
+            self._proc.send_signal(signal.SIGINT)
+            try:
+                self._proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._out.close()
+        return self.log.read_text(errors="replace")
+
+
+def link_capacity(seconds: int = 5, port: int = 5299) -> float:
+    """TCP throughput from the source hypervisor to the destination's experiment address
+    (iperf3, one stream, SECONDS long), in Mbit/s."""
+    server = subprocess.Popen(
+        netns(DESTINATION, "iperf3", "-s", "-1", "-p", str(port), "-B", DESTINATION_ADDRESS),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        argv = ["iperf3", "-c", DESTINATION_ADDRESS, "-p", str(port), "-t", str(seconds), "-J"]
+        for _ in range(20):  # until the server listens, at most ~2 s
+            client = subprocess.run(
+                netns(SOURCE, *argv),
+                capture_output=True,
+                text=True,
+                timeout=seconds + 30,
+                check=False,
+            )
+            if client.returncode == 0:
+                report = json.loads(client.stdout)
+                return round(report["end"]["sum_received"]["bits_per_second"] / 1e6, 1)
+            time.sleep(0.1)
+        raise RuntimeError(f"iperf3 from {SOURCE} to {DESTINATION} failed: {client.stdout}")
+    finally:
+        if server.poll() is None:
+            server.terminate()
+        server.wait(timeout=10)
+
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def thread_times(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) of each thread of PID, by thread id, with its name."""
+    times = {}
+    task_dir = Path(f"/proc/{pid}/task")
+    for task in task_dir.iterdir() if task_dir.exists() else []:
+        try:
+            comm = (task / "comm").read_text().strip()
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended between the listing and the read
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        times[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / TICKS)
+    return times
+
+
+@dataclass
+class ThreadSampler:
+    """Samples the CPU time of a QEMU's threads every 100 ms in the background, so that a
+    thread that ends (QEMU's migration thread does, at completion) is still counted."""
+
+    pid: int
+    interval: float = 0.1
+    samples: list[tuple[float, dict[int, tuple[str, float]]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), thread_times(self.pid)))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.samples.append((time.time(), thread_times(self.pid)))
+
+    def usage(self, start: float, end: float) -> dict[str, float]:
+        """CPU use from START to END (epoch seconds) per thread name, in percent of one
+        core (threads of the same name, such as CPU n/TCG, apart by their number)."""
+        first = [s for t, s in self.samples if t <= start][-1:] or self.samples[:1]
+        inside = [s for t, s in self.samples if start < t <= end]
+        base = first[0] if first else {}
+        last: dict[int, tuple[str, float]] = {}
+        for sample in [*inside, *[s for t, s in self.samples if t > end][:1]]:
+            last.update(sample)
+        seconds = max(end - start, 1e-3)
+        used: dict[str, float] = {}
+        for tid, (name, cpu) in last.items():
+            spent = cpu - base.get(tid, (name, 0.0))[1]
+            used[name] = used.get(name, 0.0) + spent
+        return {
+            name: round(100 * spent / seconds, 1)
+            for name, spent in sorted(used.items())
+            if spent > 0
+        }

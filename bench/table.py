@@ -1,0 +1,172 @@
+"""Medians, spreads and the target ratios of a benchmark run, and its table (Markdown)."""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+# (record key, column heading)
+FIGURES = [
+    ("total_ms", "total ms"),
+    ("downtime_ms", "downtime ms"),
+    ("guest_downtime_ms", "guest downtime ms"),
+    ("transferred_mib", "MiB sent"),
+    ("throughput_mbps", "Mbit/s"),
+    ("overhead_s", "overhead s"),
+]
+
+
+def spread(values: list[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    return {
+        "n": len(values),
+        "median": round(statistics.median(values), 1),
+        "min": round(min(values), 1),
+        "max": round(max(values), 1),
+    }
+
+
+def _cpu(record: dict[str, Any], host: str, prefix: str) -> float | None:
+    used = record.get("cpu", {}).get(host, {})
+    values = [v for name, v in used.items() if name.startswith(prefix)]
+    return round(sum(values), 1) if values else None
+
+
+def groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (part, guest, method), in the order first run."""
+    rows: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for record in records:
+        key = (record.get("part", ""), record["guest"], record["method"])
+        rows.setdefault(key, []).append(record)
+    out = []
+    for (part, guest, method), runs in rows.items():
+        done = [r for r in runs if r.get("status") == "completed"]
+        row: dict[str, Any] = {
+            "part": part,
+            "guest": guest,
+            "method": method,
+            "runs": len(runs),
+            "completed": len(done),
+            "statuses": sorted({str(r.get("status")) for r in runs}),
+        }
+        for key, _ in FIGURES:
+            row[key] = spread([r[key] for r in done if r.get(key) is not None])
+        for name, host, prefix in [
+            ("cpu_migration_thread", "labsrc", "live_migration"),
+            ("cpu_multifd_send", "labsrc", "multifdsend"),
+            ("cpu_vcpus", "labsrc", "CPU "),
+            ("cpu_dst_main", "labdst", "qemu-system"),
+            ("cpu_multifd_recv", "labdst", "multifdrecv"),
+        ]:
+            row[name] = spread([c for r in done if (c := _cpu(r, host, prefix)) is not None])
+        zero = [
+            r["zero_pages"] / (r["zero_pages"] + r["normal_pages"])
+            for r in done
+            if r.get("zero_pages") is not None
+            and r.get("normal_pages") is not None
+            and r["zero_pages"] + r["normal_pages"] > 0
+        ]
+        row["zero_page_fraction"] = spread(zero) if zero else None
+        for key in ("guest_dirty_mib_s", "qemu_dirty_mib_s"):
+            row[key] = spread([r[key] for r in runs if r.get(key) is not None])
+        out.append(row)
+    return out
+
+
+def _median(row: dict[str, Any] | None, key: str) -> float | None:
+    if row is None or row.get(key) is None:
+        return None
+    return row[key]["median"]
+
+
+def summarise(report: dict[str, Any]) -> dict[str, Any]:
+    rows = groups(report.get("records", []))
+    link = report.get("link_mbps") or []
+    link_median = statistics.median(link) if link else None
+
+    def find(method_prefix: str) -> dict[str, Any] | None:
+        return next(
+            (r for r in rows if r["part"] == "compare" and r["method"].startswith(method_prefix)),
+            None,
+        )
+
+    seed, defaults = find("seed"), find("qmigrate defaults")
+    targets: dict[str, Any] = {}
+    seed_total, default_total = _median(seed, "total_ms"), _median(defaults, "total_ms")
+    if seed_total and default_total:
+        targets["seed_over_defaults_total"] = {
+            "value": round(seed_total / default_total, 2),
+            "target": ">= 2",
+        }
+    best = max(
+        (r for r in rows if r["part"] == "compare" and _median(r, "throughput_mbps")),
+        key=lambda r: _median(r, "throughput_mbps") or 0,
+        default=None,
+    )
+    if best and link_median:
+        targets["throughput_over_link"] = {
+            "value": round((_median(best, "throughput_mbps") or 0) / link_median, 3),
+            "method": best["method"],
+            "target": ">= 0.5",
+        }
+    if _median(defaults, "overhead_s") is not None:
+        targets["overhead_s"] = {"value": _median(defaults, "overhead_s"), "target": "<= 3"}
+    if report.get("noop_wall_s"):
+        targets["noop_wall_s"] = {"value": spread(report["noop_wall_s"]), "target": "<= 3"}
+    targets["scale_4_over_1"] = {"value": None, "target": "<= 1.5", "note": "not measured"}
+    return {"rows": rows, "link_mbps": spread(link), "targets": targets}
+
+
+def _cell(figure: dict[str, Any] | None) -> str:
+    if not figure:
+        return "-"
+    if figure["n"] == 1 or figure["min"] == figure["max"]:
+        return f"{figure['median']:g}"
+    return f"{figure['median']:g} ({figure['min']:g}-{figure['max']:g})"
+
+
+def render(report: dict[str, Any]) -> str:
+    summary = report["summary"]
+    machine = report["machine"]
+    lines = [
+        f"Benchmark {report['stamp']} on {machine['host']}: {machine['cpu']}, "
+        f"{machine['cores']} cores, {machine['memory_gib']} GiB, {machine['qemu']}; "
+        f"load {machine['load_average'][0]:.2f} at start, "
+        f"{machine.get('load_average_end', [0])[0]:.2f} at end.",
+        f"Link (iperf3 labsrc -> labdst, one TCP stream): {_cell(summary['link_mbps'])} Mbit/s.",
+        "Median (min-max) over completed runs.",
+        "",
+        "| part | guest | method | done | "
+        + " | ".join(h for _, h in FIGURES)
+        + " | migration thread % | vCPUs % | dst main % | zero pages | dirty MiB/s guest / QEMU |",
+        "|" + "---|" * (4 + len(FIGURES) + 5),
+    ]
+    for row in summary["rows"]:
+        cells = [
+            row["part"],
+            row["guest"],
+            row["method"],
+            f"{row['completed']}/{row['runs']}",
+            *[_cell(row[key]) for key, _ in FIGURES],
+            _cell(row["cpu_migration_thread"])
+            + (f" + multifd {_cell(row['cpu_multifd_send'])}" if row["cpu_multifd_send"] else ""),
+            _cell(row["cpu_vcpus"]),
+            _cell(row["cpu_dst_main"])
+            + (f" + multifd {_cell(row['cpu_multifd_recv'])}" if row["cpu_multifd_recv"] else ""),
+            _cell(row["zero_page_fraction"]),
+            f"{_cell(row['guest_dirty_mib_s'])} / {_cell(row['qemu_dirty_mib_s'])}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+        failed = [s for s in row["statuses"] if s != "completed"]
+        if failed:
+            lines.append(f"|  |  | not completed: {'; '.join(failed)[:200]} |")
+    lines.append("")
+    lines.append("Targets (same run):")
+    for name, target in summary["targets"].items():
+        value = target["value"]
+        shown = _cell(value) if isinstance(value, dict) else value
+        extra = f" ({target['method']})" if "method" in target else ""
+        note = f" - {target['note']}" if "note" in target else ""
+        lines.append(f"- {name}: {shown}{extra}, target {target['target']}{note}")
+    return "\n".join(lines) + "\n"
