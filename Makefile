@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 PLAYBOOK := $(BIN)/ansible-playbook
 
-.PHONY: setup run lab provision launch migrate teardown test lint unit molecule integration clean
+.PHONY: setup run lab provision launch migrate teardown test lint unit molecule integration bench clean
 
 ## setup: system packages and the virtual environment (idempotent)
 setup:
@@ -36,6 +36,11 @@ molecule: setup
 
 integration: setup
 	scripts/test integration
+
+## bench: issue 7's benchmark (not part of test): builds the lab, prints the table and writes
+## bench/results/<stamp>.json, then tears the lab down; BENCH_ARGS="--reps 1" to pass options
+bench: setup
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 ## clean: tear the lab down and remove the virtual environment
 clean:

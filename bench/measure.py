@@ -59,33 +59,40 @@ class Pinger:
         return self.log.read_text(errors="replace")
 
 
-def link_capacity(seconds: int = 5, port: int = 5299) -> float:
+def link_capacity(seconds: int = 5, port: int = 5299, attempts: int = 5) -> float:
     """TCP throughput from the source hypervisor to the destination's experiment address
     (iperf3, one stream, SECONDS long), in Mbit/s."""
-    server = subprocess.Popen(
-        netns(DESTINATION, "iperf3", "-s", "-1", "-p", str(port), "-B", DESTINATION_ADDRESS),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        argv = ["iperf3", "-c", DESTINATION_ADDRESS, "-p", str(port), "-t", str(seconds), "-J"]
-        for _ in range(20):  # until the server listens, at most ~2 s
+    client_argv = ["iperf3", "-c", DESTINATION_ADDRESS, "-p", str(port), "-t", str(seconds)]
+    error = ""
+    for _ in range(attempts):
+        # A one-off server per attempt: a failed attempt may have used up the last one.
+        server = subprocess.Popen(
+            netns(DESTINATION, "iperf3", "-s", "-1", "-p", str(port), "-B", DESTINATION_ADDRESS),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            time.sleep(0.5)  # iperf3 -s has no readiness signal; a refused client retries
             client = subprocess.run(
-                netns(SOURCE, *argv),
+                netns(SOURCE, *client_argv, "-J"),
                 capture_output=True,
                 text=True,
                 timeout=seconds + 30,
                 check=False,
             )
-            if client.returncode == 0:
+            try:
                 report = json.loads(client.stdout)
-                return round(report["end"]["sum_received"]["bits_per_second"] / 1e6, 1)
-            time.sleep(0.1)
-        raise RuntimeError(f"iperf3 from {SOURCE} to {DESTINATION} failed: {client.stdout}")
-    finally:
-        if server.poll() is None:
-            server.terminate()
-        server.wait(timeout=10)
+            except json.JSONDecodeError:
+                report = {"error": client.stdout + client.stderr}
+            received = report.get("end", {}).get("sum_received", {}).get("bits_per_second")
+            if received:
+                return round(received / 1e6, 1)
+            error = str(report.get("error", "no sum_received in iperf3's report"))
+        finally:
+            if server.poll() is None:
+                server.terminate()
+            server.wait(timeout=10)
+    raise RuntimeError(f"iperf3 from {SOURCE} to {DESTINATION} failed {attempts} times: {error}")
 
 
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -131,21 +138,25 @@ class ThreadSampler:
         self.samples.append((time.time(), thread_times(self.pid)))
 
     def usage(self, start: float, end: float) -> dict[str, float]:
-        """CPU use from START to END (epoch seconds) per thread name, in percent of one
-        core (threads of the same name, such as CPU n/TCG, apart by their number)."""
-        first = [s for t, s in self.samples if t <= start][-1:] or self.samples[:1]
-        inside = [s for t, s in self.samples if start < t <= end]
-        base = first[0] if first else {}
-        last: dict[int, tuple[str, float]] = {}
-        for sample in [*inside, *[s for t, s in self.samples if t > end][:1]]:
-            last.update(sample)
-        seconds = max(end - start, 1e-3)
-        used: dict[str, float] = {}
-        for tid, (name, cpu) in last.items():
-            spent = cpu - base.get(tid, (name, 0.0))[1]
-            used[name] = used.get(name, 0.0) + spent
-        return {
-            name: round(100 * spent / seconds, 1)
-            for name, spent in sorted(used.items())
-            if spent > 0
-        }
+        return cpu_usage(self.samples, start, end)
+
+
+Sample = tuple[float, dict[int, tuple[str, float]]]
+
+
+def cpu_usage(samples: list[Sample], start: float, end: float) -> dict[str, float]:
+    """CPU use from START to END (epoch seconds) per thread name, in percent of one core,
+    from SAMPLES of thread_times(); threads of the same name add up. A thread's last
+    sample counts even if it ended before END."""
+    before = [sample for t, sample in samples if t <= start]
+    base = before[-1] if before else (samples[0][1] if samples else {})
+    last: dict[int, tuple[str, float]] = {}
+    for sample in [sample for t, sample in samples if start < t <= end]:
+        last.update(sample)
+    seconds = max(end - start, 1e-3)
+    used: dict[str, float] = {}
+    for tid, (name, cpu) in last.items():
+        used[name] = used.get(name, 0.0) + cpu - base.get(tid, (name, 0.0))[1]
+    return {
+        name: round(100 * spent / seconds, 1) for name, spent in sorted(used.items()) if spent > 0
+    }

@@ -1,0 +1,186 @@
+"""The benchmark's own arithmetic (bench/): the guest-observed downtime from ping's output,
+CPU time per QEMU thread, and the medians, spreads and target ratios of its table. The
+measurements themselves need the lab: `python -m bench`."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+import pytest
+
+from bench.measure import ThreadSampler, cpu_usage, ping_gap, thread_times
+from bench.table import groups, render, spread, summarise
+
+
+def ping_output(times: list[float]) -> str:
+    lines = ["PING 10.10.1.100 (10.10.1.100) 56(84) bytes of data."]
+    lines += [
+        f"[{t:.6f}] 64 bytes from 10.10.1.100: icmp_seq={i} ttl=64 time=0.4 ms"
+        for i, t in enumerate(times, 1)
+    ]
+    lines.append(
+        f"[{times[-1] + 0.01:.6f}] From 10.10.1.3 icmp_seq=99 Destination Host Unreachable"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def test_ping_gap_is_the_longest_silence_around_the_migration_less_one_interval():
+    before = [100 + 0.01 * i for i in range(100)]  # replies every 10 ms up to 100.99
+    after = [101.5 + 0.01 * i for i in range(50)]  # silent for 0.51 s, then replies again
+
+    gap = ping_gap(ping_output(before + after), start=100.5, end=101.2)
+
+    assert gap == pytest.approx(500, abs=0.5)
+
+
+def test_ping_gap_ignores_silences_outside_the_migration():
+    replies = [100 + 0.01 * i for i in range(50)] + [102 + 0.01 * i for i in range(300)]
+
+    gap = ping_gap(ping_output(replies), start=103, end=104)
+
+    assert gap == pytest.approx(0, abs=0.5)
+
+
+def test_ping_gap_needs_replies_on_both_sides():
+    replies = [100 + 0.01 * i for i in range(50)]
+
+    assert ping_gap(ping_output(replies), start=100.2, end=101) is None
+    assert ping_gap(ping_output(replies), start=99, end=99.5) is None
+
+
+def _spin(seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+
+
+def test_thread_times_name_this_process_threads():
+    worker = threading.Thread(target=_spin, args=(0.3,), name="bench-spin")
+    worker.start()
+    try:
+        times = thread_times(os.getpid())
+    finally:
+        worker.join()
+
+    assert os.getpid() in times
+    assert all(cpu >= 0 for _, cpu in times.values())
+
+
+def test_cpu_usage_counts_a_thread_that_ended_during_the_window():
+    """QEMU's migration thread ends when the migration does; its CPU must still count."""
+    samples = [
+        (10.0, {1: ("qemu-system-x86", 5.0), 2: ("CPU 0/TCG", 1.0), 3: ("CPU 1/TCG", 1.0)}),
+        (10.5, {1: ("qemu-system-x86", 5.1), 2: ("CPU 0/TCG", 1.2), 3: ("CPU 1/TCG", 1.1),
+                9: ("live_migration", 0.4)}),
+        (11.0, {1: ("qemu-system-x86", 5.2), 2: ("CPU 0/TCG", 1.4), 3: ("CPU 1/TCG", 1.2)}),
+        (20.0, {1: ("qemu-system-x86", 9.0), 2: ("CPU 0/TCG", 9.0), 3: ("CPU 1/TCG", 9.0)}),
+    ]  # fmt: skip
+
+    used = cpu_usage(samples, start=10.0, end=11.0)
+
+    assert used == {
+        "CPU 0/TCG": 40.0,
+        "CPU 1/TCG": 20.0,
+        "live_migration": 40.0,
+        "qemu-system-x86": 20.0,
+    }
+
+
+def test_sampler_sees_a_thread_of_this_process_that_has_ended():
+    sampler = ThreadSampler(os.getpid(), interval=0.02)
+    start = time.time()
+    worker = threading.Thread(target=_spin, args=(0.2,))
+    worker.start()
+    worker.join()
+    end = time.time()
+    sampler.stop()
+
+    used = sampler.usage(start, end)
+
+    assert len(sampler.samples) >= 2
+    assert sum(used.values()) > 0
+
+
+def record(method: str, total: int, rep: int, **extra) -> dict:
+    return {
+        "part": "compare",
+        "guest": "256 MiB idle",
+        "method": method,
+        "rep": rep,
+        "status": "completed",
+        "total_ms": total,
+        "downtime_ms": 50,
+        "guest_downtime_ms": 120.0,
+        "transferred_mib": 100.0,
+        "throughput_mbps": round(100 * 2**20 * 8 / (total / 1000) / 1e6, 1),
+        "zero_pages": 3,
+        "normal_pages": 1,
+        "cpu": {"labsrc": {"live_migration": 80.0, "CPU 0/TCG": 5.0, "CPU 1/TCG": 7.0}},
+        **extra,
+    }
+
+
+def test_spread_gives_median_and_range():
+    assert spread([3, 1, 2, 10]) == {"n": 4, "median": 2.5, "min": 1, "max": 10}
+    assert spread([]) is None
+
+
+def test_rows_take_completed_runs_and_sum_threads_of_a_kind():
+    records = [
+        record("seed", 1200, 1),
+        record("seed", 1400, 2),
+        {**record("seed", 9999, 3), "status": "failed"},
+    ]
+
+    (row,) = groups(records)
+
+    assert (row["runs"], row["completed"]) == (3, 2)
+    assert row["total_ms"] == {"n": 2, "median": 1300, "min": 1200, "max": 1400}
+    assert row["cpu_vcpus"]["median"] == 12.0
+    assert row["zero_page_fraction"]["median"] == 0.8
+    assert row["statuses"] == ["completed", "failed"]
+
+
+def test_targets_compare_seed_with_defaults_and_the_link():
+    records = [record("seed (HMP, QEMU defaults)", 1200, r) for r in (1, 2, 3)]
+    records += [
+        record("qmigrate defaults", 400, r, overhead_s=2.0 + r, wall_s=5.0) for r in (1, 2, 3)
+    ]
+    report = {"records": records, "link_mbps": [8000.0, 9000.0], "noop_wall_s": [4.0, 5.0]}
+
+    targets = summarise(report)["targets"]
+
+    assert targets["seed_over_defaults_total"]["value"] == 3.0
+    assert targets["throughput_over_link"]["method"] == "qmigrate defaults"
+    assert targets["throughput_over_link"]["value"] == pytest.approx(2097.2 / 8500, abs=1e-3)
+    assert targets["overhead_s"]["value"] == 4.0
+    assert targets["scale_4_over_1"]["value"] is None
+
+
+def test_table_has_a_row_per_method_and_names_what_failed():
+    records = [record("qmigrate defaults", 400, 1), {**record("qmigrate multifd 4", 1, 1)}]
+    records[1].update(status="failed", total_ms=None)
+    report = {
+        "stamp": "20260101T000000Z",
+        "machine": {
+            "host": "h",
+            "cpu": "c",
+            "cores": 2,
+            "memory_gib": 4,
+            "qemu": "QEMU emulator version 7.2.22",
+            "load_average": [1.0, 1.0, 1.0],
+            "load_average_end": [2.0, 1.0, 1.0],
+        },
+        "records": records,
+        "link_mbps": [8000.0],
+    }
+    report["summary"] = summarise(report)
+
+    table = render(report)
+
+    assert "| compare | 256 MiB idle | qmigrate defaults | 1/1 | 400 |" in table
+    assert "| compare | 256 MiB idle | qmigrate multifd 4 | 0/1 | - |" in table
+    assert "not completed: failed" in table
+    assert "scale_4_over_1: None, target <= 1.5 - not measured" in table
