@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import re
 import signal
 import subprocess
@@ -45,6 +44,16 @@ class Pinger:
         self._proc = subprocess.Popen(
             netns(CLIENT, *argv, GUEST_ADDRESS), stdout=self._out, stderr=subprocess.STDOUT
         )
+
+    def wait_for_reply(self, timeout: float = 10) -> bool:
+        """Until the guest has answered once (ping writes line by line), so that the
+        silence of a switchover has replies before it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(map(REPLY.match, self.log.read_text(errors="replace").splitlines())):
+                return True
+            time.sleep(0.05)
+        return False
 
     def stop(self) -> str:
         if self._proc.poll() is None:
@@ -95,22 +104,23 @@ def link_capacity(seconds: int = 5, port: int = 5299, attempts: int = 5) -> floa
     raise RuntimeError(f"iperf3 from {SOURCE} to {DESTINATION} failed {attempts} times: {error}")
 
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def thread_times(pid: int) -> dict[int, tuple[str, float]]:
-    """CPU seconds (user + system) of each thread of PID, by thread id, with its name."""
+def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
+    """Per thread of PID, by thread id: its name, the seconds it ran on a CPU and the
+    seconds it waited, runnable, for one (/proc/.../schedstat). A thread that waits as
+    long as it runs is bound by a machine too busy to run it, not by its own work."""
     times = {}
     task_dir = Path(f"/proc/{pid}/task")
     for task in task_dir.iterdir() if task_dir.exists() else []:
         try:
             comm = (task / "comm").read_text().strip()
-            stat = (task / "stat").read_text()
-        except OSError:  # the thread ended between the listing and the read
+            ran, waited, _ = (task / "schedstat").read_text().split()
+        except (OSError, ValueError):  # the thread ended between the listing and the read
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        times[int(task.name)] = (comm, (int(fields[11]) + int(fields[12])) / TICKS)
+        times[int(task.name)] = (comm, int(ran) / 1e9, int(waited) / 1e9)
     return times
+
+
+Sample = tuple[float, dict[int, tuple[str, float, float]]]
 
 
 @dataclass
@@ -120,7 +130,7 @@ class ThreadSampler:
 
     pid: int
     interval: float = 0.1
-    samples: list[tuple[float, dict[int, tuple[str, float]]]] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._stop = threading.Event()
@@ -137,26 +147,30 @@ class ThreadSampler:
         self._thread.join(timeout=5)
         self.samples.append((time.time(), thread_times(self.pid)))
 
-    def usage(self, start: float, end: float) -> dict[str, float]:
+    def usage(self, start: float, end: float) -> dict[str, dict[str, float]]:
         return cpu_usage(self.samples, start, end)
 
 
-Sample = tuple[float, dict[int, tuple[str, float]]]
-
-
-def cpu_usage(samples: list[Sample], start: float, end: float) -> dict[str, float]:
-    """CPU use from START to END (epoch seconds) per thread name, in percent of one core,
-    from SAMPLES of thread_times(); threads of the same name add up. A thread's last
-    sample counts even if it ended before END."""
+def cpu_usage(samples: list[Sample], start: float, end: float) -> dict[str, dict[str, float]]:
+    """From START to END (epoch seconds), per thread name, in percent of the window: "cpu"
+    the time its threads ran, "wait" the time they waited for a CPU. Threads of the same
+    name add up; a thread's last sample counts even if it ended before END."""
     before = [sample for t, sample in samples if t <= start]
     base = before[-1] if before else (samples[0][1] if samples else {})
-    last: dict[int, tuple[str, float]] = {}
+    last: dict[int, tuple[str, float, float]] = {}
     for sample in [sample for t, sample in samples if start < t <= end]:
         last.update(sample)
     seconds = max(end - start, 1e-3)
-    used: dict[str, float] = {}
-    for tid, (name, cpu) in last.items():
-        used[name] = used.get(name, 0.0) + cpu - base.get(tid, (name, 0.0))[1]
+    totals: dict[str, dict[str, float]] = {"cpu": {}, "wait": {}}
+    for tid, (name, ran, waited) in last.items():
+        _, ran_before, waited_before = base.get(tid, (name, 0.0, 0.0))
+        for kind, spent in (("cpu", ran - ran_before), ("wait", waited - waited_before)):
+            totals[kind][name] = totals[kind].get(name, 0.0) + spent
     return {
-        name: round(100 * spent / seconds, 1) for name, spent in sorted(used.items()) if spent > 0
+        kind: {
+            name: round(100 * spent / seconds, 1)
+            for name, spent in sorted(used.items())
+            if spent > 0
+        }
+        for kind, used in totals.items()
     }

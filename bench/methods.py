@@ -102,6 +102,7 @@ def migrate_once(
         DESTINATION: ThreadSampler(qemu_pid(DESTINATION)),
     }
     pinger = Pinger(run_dir / "ping.log")
+    pinger.wait_for_reply()
     record: dict[str, Any] = {"method": method.name, "guest": guest.label}
     try:
         if method.kind == "seed":
@@ -146,6 +147,7 @@ def migrate_once(
             sampler.stop()
 
     total_s = (qemu.get("total_time_ms") or 0) / 1000
+    usages = {host: s.usage(started, started + total_s) for host, s in samplers.items()}
     end = started + total_s
     transferred = qemu.get("transferred_bytes") or 0
     record.update(
@@ -157,7 +159,7 @@ def migrate_once(
         throughput_mbps=round(transferred * 8 / total_s / 1e6, 1) if total_s else None,
         zero_pages=qemu.get("duplicate_pages"),
         normal_pages=qemu.get("normal_pages"),
-        cpu={host: s.usage(started, end) for host, s in samplers.items()},
+        **{kind: {host: usage[kind] for host, usage in usages.items()} for kind in ("cpu", "wait")},
     )
     if method.kind != "seed" and total_s:
         record["overhead_s"] = round(record["wall_s"] - total_s, 2)

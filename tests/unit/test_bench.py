@@ -65,27 +65,31 @@ def test_thread_times_name_this_process_threads():
         worker.join()
 
     assert os.getpid() in times
-    assert all(cpu >= 0 for _, cpu in times.values())
+    assert all(ran >= 0 and waited >= 0 for _, ran, waited in times.values())
 
 
 def test_cpu_usage_counts_a_thread_that_ended_during_the_window():
     """QEMU's migration thread ends when the migration does; its CPU must still count."""
     samples = [
-        (10.0, {1: ("qemu-system-x86", 5.0), 2: ("CPU 0/TCG", 1.0), 3: ("CPU 1/TCG", 1.0)}),
-        (10.5, {1: ("qemu-system-x86", 5.1), 2: ("CPU 0/TCG", 1.2), 3: ("CPU 1/TCG", 1.1),
-                9: ("live_migration", 0.4)}),
-        (11.0, {1: ("qemu-system-x86", 5.2), 2: ("CPU 0/TCG", 1.4), 3: ("CPU 1/TCG", 1.2)}),
-        (20.0, {1: ("qemu-system-x86", 9.0), 2: ("CPU 0/TCG", 9.0), 3: ("CPU 1/TCG", 9.0)}),
+        (10.0, {1: ("qemu-system-x86", 5.0, 1.0), 2: ("CPU 0/TCG", 1.0, 0.0),
+                3: ("CPU 1/TCG", 1.0, 0.0)}),
+        (10.5, {1: ("qemu-system-x86", 5.1, 1.0), 2: ("CPU 0/TCG", 1.2, 0.1),
+                3: ("CPU 1/TCG", 1.1, 0.0), 9: ("live_migration", 0.4, 0.1)}),
+        (11.0, {1: ("qemu-system-x86", 5.2, 1.0), 2: ("CPU 0/TCG", 1.4, 0.1),
+                3: ("CPU 1/TCG", 1.2, 0.0)}),
+        (20.0, {1: ("qemu-system-x86", 9.0, 2.0), 2: ("CPU 0/TCG", 9.0, 1.0),
+                3: ("CPU 1/TCG", 9.0, 1.0)}),
     ]  # fmt: skip
 
     used = cpu_usage(samples, start=10.0, end=11.0)
 
-    assert used == {
+    assert used["cpu"] == {
         "CPU 0/TCG": 40.0,
         "CPU 1/TCG": 20.0,
         "live_migration": 40.0,
         "qemu-system-x86": 20.0,
     }
+    assert used["wait"] == {"CPU 0/TCG": 10.0, "live_migration": 10.0}
 
 
 def test_sampler_sees_a_thread_of_this_process_that_has_ended():
@@ -100,7 +104,7 @@ def test_sampler_sees_a_thread_of_this_process_that_has_ended():
     used = sampler.usage(start, end)
 
     assert len(sampler.samples) >= 2
-    assert sum(used.values()) > 0
+    assert sum(used["cpu"].values()) > 0
 
 
 def record(method: str, total: int, rep: int, **extra) -> dict:
@@ -118,6 +122,7 @@ def record(method: str, total: int, rep: int, **extra) -> dict:
         "zero_pages": 3,
         "normal_pages": 1,
         "cpu": {"labsrc": {"live_migration": 80.0, "CPU 0/TCG": 5.0, "CPU 1/TCG": 7.0}},
+        "wait": {"labsrc": {"live_migration": 20.0}},
         **extra,
     }
 
@@ -139,6 +144,7 @@ def test_rows_take_completed_runs_and_sum_threads_of_a_kind():
     assert (row["runs"], row["completed"]) == (3, 2)
     assert row["total_ms"] == {"n": 2, "median": 1300, "min": 1200, "max": 1400}
     assert row["cpu_vcpus"]["median"] == 12.0
+    assert row["wait_migration_thread"]["median"] == 20.0
     assert row["zero_page_fraction"]["median"] == 0.8
     assert row["statuses"] == ["completed", "failed"]
 
