@@ -108,7 +108,12 @@ def migrate_once(
         if method.kind == "seed":
             stats, in_force, started, seconds = _seed_migrate(timeout)
             qemu = summary(stats)
-            record.update(status=stats.get("status"), wall_s=round(seconds, 2), in_force=in_force)
+            record.update(
+                status=stats.get("status"),
+                error=stats.get("error-desc"),
+                wall_s=round(seconds, 2),
+                in_force=in_force,
+            )
         else:
             run_id = run_dir.name
             run = lab.playbook(
@@ -127,6 +132,7 @@ def migrate_once(
             started = float(result.get("migrate_started_epoch") or time.time())
             record.update(
                 status=result.get("status", f"playbook rc {run.rc}"),
+                error=result.get("error") or None,
                 wall_s=round(run.seconds, 2),
                 playbook_rc=run.rc,
                 in_force={
@@ -157,6 +163,7 @@ def migrate_once(
         guest_downtime_ms=ping_gap(ping_text, started, end),
         transferred_mib=round(transferred / 2**20, 1),
         throughput_mbps=round(transferred * 8 / total_s / 1e6, 1) if total_s else None,
+        passes=qemu.get("dirty_sync_count"),
         zero_pages=qemu.get("duplicate_pages"),
         normal_pages=qemu.get("normal_pages"),
         **{kind: {host: usage[kind] for host, usage in usages.items()} for kind in ("cpu", "wait")},

@@ -13,6 +13,7 @@ FIGURES = [
     ("transferred_mib", "MiB sent"),
     ("throughput_mbps", "Mbit/s"),
     ("overhead_s", "overhead s"),
+    ("passes", "passes"),
 ]
 
 
@@ -49,6 +50,7 @@ def groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "runs": len(runs),
             "completed": len(done),
             "statuses": sorted({str(r.get("status")) for r in runs}),
+            "errors": sorted({str(r["error"]) for r in runs if r.get("error")}),
         }
         for key, _ in FIGURES:
             row[key] = spread([r[key] for r in done if r.get(key) is not None])
@@ -169,7 +171,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
         failed = [s for s in row["statuses"] if s != "completed"]
         if failed:
-            lines.append(f"|  |  | not completed: {'; '.join(failed)[:200]} |")
+            why = "; ".join(failed + row["errors"])[:300]
+            lines.append(f"|  |  | not completed: {why} |")
     lines.append("")
     lines.append("Targets (same run):")
     for name, target in summary["targets"].items():
