@@ -16,7 +16,16 @@ from typing import Any
 from bench import ROOT
 from bench.lab import Guest, Lab
 from bench.measure import link_capacity
-from bench.methods import AUTO_CONVERGE, DEFAULTS, MULTIFD, POSTCOPY, SEED, Method, migrate_once
+from bench.methods import (
+    AUTO_CONVERGE,
+    DEFAULTS,
+    MULTIFD,
+    POSTCOPY,
+    SEED,
+    Method,
+    capped,
+    migrate_once,
+)
 from bench.table import render, summarise
 
 # The lab's seed VM: 256 MiB plus 4 KiB, like inventory/lab (QEMU 7.2's TCG bug).
@@ -48,6 +57,14 @@ def machine() -> dict[str, Any]:
     }
 
 
+def dirtying_guest(memory: str, rate: int) -> Guest:
+    """A guest of MEMORY (a QEMU size) dirtying memory at RATE MiB/s."""
+    units = {"K": 2**10, "M": 2**20, "G": 2**30}
+    size = memory.strip().upper()
+    mib = int(size[:-1]) * units[size[-1]] // 2**20 if size[-1:] in units else int(size)
+    return Guest(f"{mib} MiB dirty {rate} MiB/s", memory, rate)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--reps", type=int, default=5, help="repetitions of each comparison")
@@ -66,6 +83,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dirty-memory",
         default="1048580K",
         help="memory of the dirtying guest (QEMU size; keep it off multiples of 256 KiB)",
+    )
+    parser.add_argument(
+        "--cap",
+        type=int,
+        default=8,
+        help="MiB/s the migration is held to for a series where the guest dirties at twice "
+        "that (0: no such series)",
     )
     parser.add_argument(
         "--timeout", type=float, default=120, help="seconds before a migration is cancelled"
@@ -141,8 +165,11 @@ def main(argv: list[str] | None = None) -> int:
         if "sizes" in args.parts:
             plan = [(g, DEFAULTS) for g in SIZES]
             for rate in args.dirty_rates:
-                guest = Guest(f"{args.dirty_memory} dirty {rate} MiB/s", args.dirty_memory, rate)
+                guest = dirtying_guest(args.dirty_memory, rate)
                 plan += [(guest, m) for m in (DEFAULTS, AUTO_CONVERGE, POSTCOPY)]
+            if args.cap:
+                guest = dirtying_guest(args.dirty_memory, 2 * args.cap)
+                plan += [(guest, capped(m, args.cap)) for m in (DEFAULTS, AUTO_CONVERGE, POSTCOPY)]
             records += run_series(lab, out, "sizes", plan, 1, args.timeout)
         report["link_mbps"].append(link_capacity())
     finally:

@@ -61,6 +61,18 @@ AUTO_CONVERGE = Method("qmigrate auto-converge", capabilities={"auto-converge": 
 POSTCOPY = Method("qmigrate postcopy", postcopy=True)
 
 
+def capped(method: Method, mib_s: int) -> Method:
+    """METHOD with the migration held to MIB_S MiB/s (max-bandwidth): a dirty rate a TCG
+    guest can reach then outruns pre-copy, as a faster guest would outrun the link."""
+    return Method(
+        f"{method.name}, capped at {mib_s} MiB/s",
+        method.kind,
+        method.capabilities,
+        {**method.parameters, "max-bandwidth": mib_s * 2**20},
+        method.postcopy,
+    )
+
+
 def _seed_migrate(timeout: float) -> tuple[dict[str, Any], dict[str, Any], float, float]:
     """The seed's migration over the monitor sockets: (final stats, parameters in force,
     epoch of the migrate command, seconds until `info migrate` said it was over)."""
