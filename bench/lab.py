@@ -79,6 +79,10 @@ class Lab:
             # SSH masters of this run only: one left from a lab torn down less than
             # ControlPersist ago would still lead into that lab's deleted namespaces.
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.logs.parent / "cp"),
+            # On this shared machine a new connection to labclient was now and then closed
+            # before sshd's banner (kex_exchange_identification), failing a run whose
+            # migration had completed; a retry costs seconds, counted in the overhead.
+            "ANSIBLE_SSH_RETRIES": "3",
         }
 
     def _run(self, argv: list[str], label: str, timeout: float) -> Playbook:
