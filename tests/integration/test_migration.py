@@ -22,9 +22,12 @@ from labrun import (
 )
 
 LATEST = ROOT / "results" / "latest" / "run.json"
+# The lab profiles every migration (inventory/lab). These tests are about the migration
+# itself and spare it the probes' link test and 10 s window; test_profile.py profiles.
+UNPROFILED = {"migration_profile": False}
 # Slow enough that a 256 MiB guest takes tens of seconds to migrate; too slow for the
-# probes' 10 s window to say anything (tests/integration/test_profile.py profiles).
-THROTTLED = {"migration_max_bandwidth": 4_000_000, "migration_profile": False}
+# probes' window to say anything anyway.
+THROTTLED = {**UNPROFILED, "migration_max_bandwidth": 4_000_000}
 
 
 def latest_run() -> dict:
@@ -195,7 +198,7 @@ def test_postcopy_on_demand(pair):
 
 
 def test_migrate_yml_end_to_end(pair):
-    run = run_playbooks("migrate.yml")
+    run = run_playbooks("migrate.yml", extra_vars=UNPROFILED)
 
     assert run.rc == 0, run.text[-4000:]
     record = latest_run()
@@ -217,11 +220,11 @@ def test_second_run_reports_the_vm_already_migrated(provisioned):
 
 
 def test_round_trip(provisioned):
-    back = run_playbooks("migrate.yml", extra_vars={"qmigrate_reverse": True})
+    back = run_playbooks("migrate.yml", extra_vars={**UNPROFILED, "qmigrate_reverse": True})
     assert back.rc == 0, back.text[-4000:]
     way_back = latest_run()
 
-    forth = run_playbooks("migrate.yml")
+    forth = run_playbooks("migrate.yml", extra_vars=UNPROFILED)
 
     assert forth.rc == 0, forth.text[-4000:]
     again = latest_run()
