@@ -26,6 +26,8 @@ from labrun import ROOT, lab_namespaces, qmp_status
 from qmigrate import api
 from qmigrate.errors import BadInput, MigrationFailed
 
+pytestmark = pytest.mark.lab
+
 RESULTS = ROOT / "results"
 # 20 MB/s: the guest's ~100 MiB take several seconds, long enough to watch.
 THROTTLE = 20_000_000

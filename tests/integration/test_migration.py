@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from labrun import (
     ROOT,
     heartbeat_advances,
@@ -20,6 +21,8 @@ from labrun import (
     start_playbooks,
     stop_vms,
 )
+
+pytestmark = pytest.mark.lab
 
 LATEST = ROOT / "results" / "latest" / "run.json"
 # The lab profiles every migration (inventory/lab). These tests are about the migration
@@ -302,3 +305,8 @@ def test_hand_started_vms_over_the_seeds_monitor(provisioned, tmp_path):
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGTERM)
+        # Gone before the next test starts its VMs on the same TAP devices.
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in pids):
+            assert time.monotonic() < deadline, f"QEMU {pids} still runs 30 s after SIGTERM"
+            time.sleep(0.2)
