@@ -1,11 +1,33 @@
-"""Fixtures for the integration tests: the embedded lab, launched once per module."""
+"""Fixtures for the integration tests: the embedded lab, built once and shared."""
 
 from __future__ import annotations
 
 import os
 
 import pytest
-from labrun import run_playbooks, stop_vms
+from labrun import LAB_NAMESPACES, lab_namespaces, run_playbooks
+
+# Modules run in this order, cheap failures first: the lab's basics, then migrations,
+# profiles and the lab's removal on the one lab they share, then the API and the command
+# (a lab of their own, from nothing to removed); then what runs on the builder alone.
+# Modules not named here run last, in file order.
+MODULE_ORDER = (
+    "test_foundation.py",
+    "test_migration.py",
+    "test_profile.py",
+    "test_teardown.py",
+    "test_api.py",
+    "test_kernel_build.py",
+    "test_debian_image.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        name = item.path.name
+        return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
+
+    items.sort(key=rank)  # stable: each module keeps its own order
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -14,27 +36,45 @@ def _needs_root():
         pytest.skip("the embedded lab needs root (network namespaces, TAP devices)")
 
 
-@pytest.fixture(scope="module")
-def launched():
-    """The lab up, provisioned, vm0 running on labsrc and a destination on labdst."""
-    run = run_playbooks("lab", "provision", "launch")
-    assert run.rc == 0, run.text[-4000:]
-    yield run
+class SharedLab:
+    """The lab up and provisioned, once for every module that asks for it. Built again
+    when a test has removed it (test_teardown.py does), so any selection of tests works."""
+
+    def __init__(self) -> None:
+        self.provisioned = False
+
+    def ensure(self) -> None:
+        if self.provisioned and lab_namespaces() == set(LAB_NAMESPACES):
+            return
+        run = run_playbooks("lab", "provision")
+        assert run.rc == 0, run.text[-4000:]
+        self.provisioned = True
+
+
+@pytest.fixture(scope="session")
+def shared_lab():
+    lab = SharedLab()
+    yield lab
     run_playbooks("teardown")
 
 
 @pytest.fixture(scope="module")
-def provisioned():
-    """The lab up and provisioned, no VM asked for."""
-    run = run_playbooks("lab", "provision")
+def provisioned(shared_lab):
+    """The lab up and provisioned; VMs as the previous tests left them."""
+    shared_lab.ensure()
+
+
+@pytest.fixture(scope="module")
+def launched(provisioned):
+    """vm0 running on labsrc and a destination on labdst."""
+    run = run_playbooks("launch")
     assert run.rc == 0, run.text[-4000:]
-    yield
-    run_playbooks("teardown")
+    return run
 
 
 @pytest.fixture
 def pair(provisioned):
-    """vm0 freshly booted on labsrc and a destination waiting on labdst."""
-    stop_vms()
-    run = run_playbooks("launch")
+    """vm0 freshly booted on labsrc and a destination waiting on labdst: the VMs the
+    previous test left are stopped and both started again, in one playbook run."""
+    run = run_playbooks("tests/integration/playbooks/relaunch.yml")
     assert run.rc == 0, run.text[-4000:]

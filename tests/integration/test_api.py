@@ -26,9 +26,14 @@ from labrun import ROOT, lab_namespaces, qmp_status
 from qmigrate import api
 from qmigrate.errors import BadInput, MigrationFailed
 
+pytestmark = pytest.mark.lab
+
 RESULTS = ROOT / "results"
 # 20 MB/s: the guest's ~100 MiB take several seconds, long enough to watch.
 THROTTLE = 20_000_000
+# The lab profiles every migration (inventory/lab); these tests are about the API and the
+# command, and spare their migrations the probes' link test and 10 s window.
+UNPROFILED = {"migration_profile": False}
 BAR = re.compile(r"^\[[#.]+\]\s+(\d+)%\s+(\S+)")
 
 
@@ -47,7 +52,7 @@ def record_of(result) -> dict:
 
 
 def test_migration_returns_the_figures_run_json_holds():
-    result = api.migrate()
+    result = api.migrate(extra_vars=UNPROFILED)
 
     written = record_of(result)
     assert result.status == "completed", result.error
@@ -146,7 +151,7 @@ def run_in_a_terminal(argv: list[str], timeout: float) -> tuple[int, str]:
 
 def test_command_in_a_terminal_shows_the_bar_advancing_then_the_summary():
     argv = [*qmigrate_command(), "--project", str(ROOT), "migrate", "--reverse"]
-    argv += ["--max-bandwidth", str(THROTTLE)]
+    argv += ["--max-bandwidth", str(THROTTLE), "-e", "migration_profile=false"]
 
     code, output = run_in_a_terminal(argv, timeout=900)
 
@@ -168,7 +173,7 @@ def test_command_in_a_terminal_shows_the_bar_advancing_then_the_summary():
 def test_progress_reaches_the_caller_while_ram_moves():
     points: list[dict] = []
 
-    result = api.migrate(max_bandwidth=THROTTLE, on_progress=points.append)
+    result = api.migrate(max_bandwidth=THROTTLE, on_progress=points.append, extra_vars=UNPROFILED)
 
     assert result.status == "completed", result.error
     assert (result.source, result.destination) == ("labsrc", "labdst")

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import subprocess
-from pathlib import Path
 
+import pytest
 from labrun import (
     heartbeat_advances,
     lab_namespaces,
@@ -16,6 +16,8 @@ from labrun import (
     vm_file,
 )
 from qmp import HMPClient
+
+pytestmark = pytest.mark.lab
 
 
 def test_source_runs_and_destination_waits(launched):
@@ -95,33 +97,3 @@ def test_lab_subnet_overlapping_a_route_is_refused(launched):
     assert run.rc != 0
     assert "lab_subnet 127.0.0.0/24 overlaps routes" in run.text
     assert lab_namespaces() == before
-
-
-def test_teardown_leaves_nothing_behind(launched):
-    pids = [qemu_pid(h) for h in ("labsrc", "labdst")]
-
-    run = run_playbooks("teardown")
-
-    assert run.rc == 0, run.text[-4000:]
-    assert lab_namespaces() == set()
-    assert not [p for p in pids if Path(f"/proc/{p}").exists()]
-    routes = subprocess.run(
-        ["ip", "route", "show", "10.10.1.0/24"], capture_output=True, text=True, check=True
-    ).stdout
-    assert routes.strip() == ""
-    assert lab_processes() == []
-
-
-def lab_processes() -> list[str]:
-    """Processes started for the lab (its sshd -i sessions, QEMU from /run/qmigrate)."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if "/var/lib/qmigrate/lab/sshd_config" in cmdline or "/run/qmigrate/lab" in cmdline:
-            found.append(f"{proc.name}: {cmdline}")
-    return found

@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 from labrun import (
     ROOT,
     heartbeat_advances,
@@ -21,10 +22,15 @@ from labrun import (
     stop_vms,
 )
 
+pytestmark = pytest.mark.lab
+
 LATEST = ROOT / "results" / "latest" / "run.json"
+# The lab profiles every migration (inventory/lab). These tests are about the migration
+# itself and spare it the probes' link test and 10 s window; test_profile.py profiles.
+UNPROFILED = {"migration_profile": False}
 # Slow enough that a 256 MiB guest takes tens of seconds to migrate; too slow for the
-# probes' 10 s window to say anything (tests/integration/test_profile.py profiles).
-THROTTLED = {"migration_max_bandwidth": 4_000_000, "migration_profile": False}
+# probes' window to say anything anyway.
+THROTTLED = {**UNPROFILED, "migration_max_bandwidth": 4_000_000}
 
 
 def latest_run() -> dict:
@@ -195,7 +201,7 @@ def test_postcopy_on_demand(pair):
 
 
 def test_migrate_yml_end_to_end(pair):
-    run = run_playbooks("migrate.yml")
+    run = run_playbooks("migrate.yml", extra_vars=UNPROFILED)
 
     assert run.rc == 0, run.text[-4000:]
     record = latest_run()
@@ -217,11 +223,11 @@ def test_second_run_reports_the_vm_already_migrated(provisioned):
 
 
 def test_round_trip(provisioned):
-    back = run_playbooks("migrate.yml", extra_vars={"qmigrate_reverse": True})
+    back = run_playbooks("migrate.yml", extra_vars={**UNPROFILED, "qmigrate_reverse": True})
     assert back.rc == 0, back.text[-4000:]
     way_back = latest_run()
 
-    forth = run_playbooks("migrate.yml")
+    forth = run_playbooks("migrate.yml", extra_vars=UNPROFILED)
 
     assert forth.rc == 0, forth.text[-4000:]
     again = latest_run()
@@ -299,3 +305,8 @@ def test_hand_started_vms_over_the_seeds_monitor(provisioned, tmp_path):
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGTERM)
+        # Gone before the next test starts its VMs on the same TAP devices.
+        deadline = time.monotonic() + 30
+        while any(Path(f"/proc/{pid}").exists() for pid in pids):
+            assert time.monotonic() < deadline, f"QEMU {pids} still runs 30 s after SIGTERM"
+            time.sleep(0.2)

@@ -7,7 +7,10 @@ import json
 import subprocess
 import sys
 
+import pytest
 from labrun import ROOT, run_playbooks
+
+pytestmark = pytest.mark.lab
 
 LATEST = ROOT / "results" / "latest"
 
