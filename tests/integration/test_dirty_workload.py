@@ -9,9 +9,12 @@ import re
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 from labrun import ROOT, qmp_status, run_playbooks, stop_vms, vm_file
 from qmp import QMPClient
+
+pytestmark = pytest.mark.lab
 
 RATE_MIB_S = 8
 # Twice what the measurement window dirties: a page rewritten twice in the window counts

@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from labrun import ROOT, run_module, run_playbooks
 
+pytestmark = pytest.mark.lab
+
 SEED = {"qmigrate_profile": "seed"}
 SAME_HOST = {**SEED, "qmigrate_destination": "labsrc", "migration_transport": "unix"}
 PROJ = Path("/proj/qmigrate-lab")
