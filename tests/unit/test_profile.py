@@ -294,12 +294,10 @@ def test_the_probe_program_interrupts_a_hung_iperf3_and_keeps_its_output(tmp_pat
             sys.executable,
             str(probe),
             "iperf3",
-            # Long enough for the fake to set its trap on a loaded machine before the
-            # interrupt (a run with 0.5 + 0.5 s lost the race under load).
             "--duration",
-            "1.5",
+            "0.5",
             "--grace",
-            "1.5",
+            "0.5",
             "--",
             "-c",
             "x",
