@@ -7,27 +7,37 @@ import os
 import pytest
 from labrun import LAB_NAMESPACES, lab_namespaces, run_playbooks
 
-# Modules run in this order, cheap failures first: the lab's basics, then migrations,
-# profiles and the lab's removal on the one lab they share, then the API and the command
-# (a lab of their own, from nothing to removed); then what runs on the builder alone.
-# Modules not named here run last, in file order.
+# Modules run in this order, cheap failures first: the lab's basics, then what shares one
+# lab (migrations, profiles, the dirtying guest) and that lab's removal; the API and the
+# command, then the seed's VM (a lab of their own each); then the modules that run on the
+# builder alone, the Debian image first (test_seed.py's provisioning reuses it when it
+# runs beside them, see scripts/test). Modules not named here run last, in file order.
 MODULE_ORDER = (
     "test_foundation.py",
     "test_migration.py",
     "test_profile.py",
+    "test_dirty_workload.py",
     "test_teardown.py",
     "test_api.py",
-    "test_kernel_build.py",
+    "test_seed.py",
     "test_debian_image.py",
+    "test_kernel_build.py",
 )
+# What needs no lab: the builder (localhost) only. Every other module is marked lab (one
+# lab per machine: scripts/test runs `-m lab` and `-m "not lab"` side by side).
+BUILDER_MODULES = ("test_debian_image.py", "test_kernel_build.py")
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m selects by the marks
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         name = item.path.name
         return MODULE_ORDER.index(name) if name in MODULE_ORDER else len(MODULE_ORDER)
 
     items.sort(key=rank)  # stable: each module keeps its own order
+    for item in items:
+        if item.path.name not in BUILDER_MODULES:
+            item.add_marker(pytest.mark.lab)
 
 
 @pytest.fixture(scope="session", autouse=True)

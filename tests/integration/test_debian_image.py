@@ -1,6 +1,11 @@
 """The Debian guest (guest_image_type: debian): built through the role, cached, refused on
 bad input, and booted with QEMU. No lab needed: the builder is localhost, and the VM has
-user-mode networking only, restricted, its forwards bound to 127.0.0.1."""
+user-mode networking only, restricted, its forwards bound to 127.0.0.1.
+
+The image is the seed profile's (qmigrate_profile=seed: its kernel, size and the project's
+key), built in the role's cache as provisioning builds it, so that test_seed.py's
+provisioning finds it built: debootstrap runs once for both. A killed build and a size too
+small are tried in a cache of this module's own."""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from labrun import HEARTBEAT, PlaybookRun, run_playbooks
@@ -29,7 +35,15 @@ PLAYBOOK = """\
       vars:
         guest_image_type: debian
         guest_image_kernel: "{{ guest_kernel_result }}"
+  tasks:
+    - name: Publish the size asked for
+      ansible.builtin.set_fact:
+        debian_image_size: "{{ guest_image_size }}"
 """
+SEED = {"qmigrate_profile": "seed"}
+# The role's defaults (roles/guest_image/defaults/main.yml), which provisioning uses.
+CACHE = Path("/var/cache/qmigrate/image")
+KEY = Path("/var/lib/qmigrate/ssh/id_ed25519")
 BUILD_TIMEOUT = 1800
 BOOT_TIMEOUT = 240
 GUEST_ADDRESS = "10.10.1.100/24"
@@ -37,7 +51,7 @@ GUEST_ADDRESS = "10.10.1.100/24"
 
 @dataclass
 class Workdir:
-    """A private image cache and SSH key for this module, removed at its end."""
+    """This module's playbook and private image cache, removed at its end."""
 
     root: Path
 
@@ -46,24 +60,24 @@ class Workdir:
         return self.root / "cache"
 
     @property
-    def key(self) -> Path:
-        return self.root / "ssh" / "id_ed25519"
-
-    @property
     def playbook(self) -> Path:
         return self.root / "debian-image.yml"
 
-    def entries(self) -> set[str]:
-        """What the cache holds beside the build sources and the build lock."""
-        if not self.cache.exists():
-            return set()
-        return {p.name for p in self.cache.iterdir()} - {"src", ".debian.lock"}
 
-    def mounts(self) -> list[str]:
-        """Mount points under the cache (debootstrap mounts proc in its tree)."""
-        prefix = f"{self.cache}/"
-        with open("/proc/self/mountinfo") as mountinfo:
-            return [f[4] for f in map(str.split, mountinfo) if f[4].startswith(prefix)]
+def debian_entries(cache: Path) -> set[str]:
+    """The Debian builds' images, boot initramfs archives and build directories in CACHE
+    (provisioning may write the initramfs guest's archives there meanwhile)."""
+    if not cache.exists():
+        return set()
+    names = {p.name for p in cache.iterdir() if p.name.startswith(("debian-", ".debian-"))}
+    return names - {".debian.lock"}
+
+
+def mounts(cache: Path) -> list[str]:
+    """Mount points under CACHE (debootstrap mounts proc in its tree)."""
+    prefix = f"{cache}/"
+    with open("/proc/self/mountinfo") as mountinfo:
+        return [f[4] for f in map(str.split, mountinfo) if f[4].startswith(prefix)]
 
 
 @dataclass
@@ -71,11 +85,12 @@ class Build:
     run: PlaybookRun
     image: dict
     kernel: dict
+    size: str
 
 
-def published(run: PlaybookRun, fact: str) -> dict:
+def published(run: PlaybookRun, fact: str) -> Any:
     """The last value of a fact the playbook set, read from the JSON callback's results."""
-    value: dict = {}
+    value: Any = {}
     for doc in run.reports:
         for play in doc["plays"]:
             for task in play["tasks"]:
@@ -85,15 +100,13 @@ def published(run: PlaybookRun, fact: str) -> dict:
 
 
 def build(
-    work: Workdir, options: tuple[str, ...] = (), **extra_vars: str
+    work: Workdir, cache: Path | None = None, options: tuple[str, ...] = (), **extra_vars: str
 ) -> tuple[PlaybookRun, dict, dict]:
+    """The seed profile's image built, in CACHE when given (else the role's)."""
+    private = {"guest_image_cache_dir": str(cache)} if cache else {}
     run = run_playbooks(
         str(work.playbook),
-        extra_vars={
-            "guest_image_cache_dir": str(work.cache),
-            "guest_image_ssh_key": str(work.key),
-            **extra_vars,
-        },
+        extra_vars={**SEED, **private, **extra_vars},
         options=options,
         timeout=BUILD_TIMEOUT,
     )
@@ -105,6 +118,7 @@ def work() -> Iterator[Workdir]:
     with tempfile.TemporaryDirectory(prefix="qmigrate-debian-image-", dir="/var/tmp") as tmp:
         work = Workdir(Path(tmp))
         work.playbook.write_text(PLAYBOOK)
+        work.cache.mkdir()
         yield work
 
 
@@ -112,7 +126,7 @@ def work() -> Iterator[Workdir]:
 def built(work: Workdir) -> Build:
     run, image, kernel = build(work)
     assert run.rc == 0, run.text[-4000:]
-    return Build(run, image, kernel)
+    return Build(run, image, kernel, published(run, "debian_image_size"))
 
 
 def sha256(path: str) -> str:
@@ -135,21 +149,26 @@ def debugfs_cat(image: str, path: str) -> str:
     return out.stdout
 
 
-def test_builds_a_debian_image(built, work):
+def size_bytes(size: str) -> int:
+    """A size as the role takes it (a number with K, M, G or T: powers of 1024)."""
+    return int(size[:-1]) << (10 * ("KMGT".index(size[-1].upper()) + 1))
+
+
+def test_builds_a_debian_image(built):
     image = built.image
 
     assert image["type"] == "debian"
-    assert re.fullmatch(rf"{work.cache}/debian-bullseye-[0-9a-f]{{16}}\.img", image["path"])
-    assert os.path.getsize(image["path"]) == 1 << 30
+    assert re.fullmatch(rf"{CACHE}/debian-bullseye-[0-9a-f]{{16}}\.img", image["path"])
+    assert os.path.getsize(image["path"]) == size_bytes(built.size)
     assert sha256(image["path"]) == image["sha256"]
     assert image["root_device"] == "/dev/sda"
-    assert image["ssh_key"] == str(work.key)
+    assert image["ssh_key"] == str(KEY)
 
 
-def test_key_pair_is_private_and_authorized_in_the_image(built, work):
-    public = Path(f"{work.key}.pub").read_text()
+def test_key_pair_is_private_and_authorized_in_the_image(built):
+    public = KEY.with_suffix(".pub").read_text()
 
-    assert work.key.stat().st_mode & 0o077 == 0
+    assert KEY.stat().st_mode & 0o077 == 0
     assert built.image["ssh_public_key"] in public
     assert debugfs_cat(built.image["path"], "/root/.ssh/authorized_keys") == public
 
@@ -180,20 +199,20 @@ def test_second_run_changes_nothing(built, work):
 
 
 def test_check_mode_predicts_a_new_size_without_building(built, work):
-    before = work.entries()
+    before = debian_entries(CACHE)
 
-    run, image, _ = build(work, options=("--check",), guest_image_size="2G")
+    run, image, _ = build(work, options=("--check",), guest_image_size="3G")
 
     assert run.rc == 0, run.text[-4000:]
     assert run.changed["localhost"] > 0
     assert image["path"] != built.image["path"]
     assert image["sha256"] == ""
     assert not Path(image["path"]).exists()
-    assert work.entries() == before
+    assert debian_entries(CACHE) == before
 
 
 def test_unknown_release_is_refused_before_anything_is_written(built, work):
-    before = work.entries()
+    before = debian_entries(CACHE)
 
     run, _, _ = build(work, guest_image_debian_release="bullseyy")
 
@@ -201,36 +220,36 @@ def test_unknown_release_is_refused_before_anything_is_written(built, work):
     assert "guest_image_debian_release 'bullseyy' is not on http://deb.debian.org/debian" in (
         run.text
     )
-    assert work.entries() == before
+    assert debian_entries(CACHE) == before
 
 
 def test_killed_build_is_cleaned_up_and_too_small_a_size_refused(built, work):
-    before = work.entries()
-    killed = start_build_script(work, size="64M")
-    wait_for_build_directory(work, killed)
+    killed = start_build_script(work.cache, size="64M")
+    wait_for_build_directory(work.cache, killed)
     time.sleep(15)  # into debootstrap, which mounts proc in the tree
     os.killpg(killed.pid, signal.SIGKILL)
     killed.wait(timeout=30)
-    assert work.entries() - before, "the killed build left no build directory to clean"
+    assert debian_entries(work.cache), "the killed build left no build directory to clean"
 
-    run, _, _ = build(work, guest_image_size="64M")
+    run, _, _ = build(work, work.cache, guest_image_size="64M")
 
     assert run.rc != 0
     assert "guest_image_size 64M is too small" in run.text
     assert re.search(r"needs at least [0-9]+M", run.text)
-    assert work.entries() == before
-    assert work.mounts() == []
+    assert debian_entries(work.cache) == set()
+    assert mounts(work.cache) == []
 
 
-def start_build_script(work: Workdir, size: str) -> subprocess.Popen:
-    """The role's build script run by hand, in its own process group, to be killed."""
-    src = work.cache / "src"
+def start_build_script(cache: Path, size: str) -> subprocess.Popen:
+    """The role's build script (as the role put it in its cache) run by hand on CACHE, in
+    its own process group, to be killed."""
+    src = CACHE / "src"
     return subprocess.Popen(
         [
             str(src / "build-debian-image"),
-            *("--cache-dir", str(work.cache), "--release", "bullseye"),
+            *("--cache-dir", str(cache), "--release", "bullseye"),
             *("--mirror", "http://deb.debian.org/debian", "--size", size),
-            *("--public-key", f"{work.key}.pub", "--address", GUEST_ADDRESS),
+            *("--public-key", f"{KEY}.pub", "--address", GUEST_ADDRESS),
             *("--hostname", "killed", "--root-device", "/dev/sda"),
             *("--overlay", str(src / "debian-rootfs"), "--", "systemd-sysv"),
         ],
@@ -240,9 +259,9 @@ def start_build_script(work: Workdir, size: str) -> subprocess.Popen:
     )
 
 
-def wait_for_build_directory(work: Workdir, proc: subprocess.Popen, timeout: float = 60):
+def wait_for_build_directory(cache: Path, proc: subprocess.Popen, timeout: float = 60):
     deadline = time.monotonic() + timeout
-    while not any(name.endswith(".build") for name in work.entries()):
+    while not any(name.endswith(".build") for name in debian_entries(cache)):
         assert proc.poll() is None, "the build script ended before it started building"
         assert time.monotonic() < deadline, "the build script made no build directory"
         time.sleep(0.5)
@@ -284,11 +303,12 @@ class Guest:
 
 @pytest.fixture(scope="module")
 def guest(built, work) -> Iterator[Guest]:
-    """The image booted as the seed boots it, but with the distribution kernel (which has
-    no e1000: the DHCP NIC is a vmxnet3). The experiment NIC is virtio-net on a user-mode
-    network of the experiment subnet, so SSH reaches the guest at its static address.
-    restrict=on: the guest reaches neither the host nor anything beyond it."""
-    guest = Guest(work.root / "serial.log", free_port(), free_port(), work.key)
+    """The image booted as the seed boots it, with a DHCP NIC of another driver than the
+    seed's e1000 (test_seed.py boots that one): a vmxnet3. The experiment NIC is
+    virtio-net on a user-mode network of the experiment subnet, so SSH reaches the guest
+    at its static address. restrict=on: the guest reaches neither the host nor anything
+    beyond it."""
+    guest = Guest(work.root / "serial.log", free_port(), free_port(), KEY)
     guest.serial.touch()
     errors = work.root / "qemu.err"
     address = GUEST_ADDRESS.split("/")[0]
