@@ -236,7 +236,9 @@ def test_killed_build_is_cleaned_up_and_too_small_a_size_refused(built, work):
     assert run.rc != 0
     assert "guest_image_size 64M is too small" in run.text
     assert re.search(r"needs at least [0-9]+M", run.text)
-    assert debian_entries(work.cache) == set()
+    # The boot initramfs for the modular kernel is built, whole, before the image: it may
+    # stay in the cache. No image and no build directory may.
+    assert {n for n in debian_entries(work.cache) if not n.startswith("debian-boot-")} == set()
     assert mounts(work.cache) == []
 
 
