@@ -90,6 +90,15 @@ def test_unknown_capability_changes_nothing(pair):
     assert "Migration status" not in hmp("labsrc", "info migrate")
 
 
+def test_check_mode_predicts_without_migrating(pair):
+    run = run_playbooks("migrate", options=("--check",))
+
+    assert run.rc == 0, run.text[-4000:]
+    assert "would migrate from labsrc to labdst over tcp:10.10.1.2:4444" in run.text
+    assert "VM status: paused (inmigrate)" in hmp("labdst", "info status")
+    assert "Migration status" not in hmp("labsrc", "info migrate")
+
+
 def test_destination_killed_mid_migration(pair):
     proc = start_playbooks("migrate", extra_vars=THROTTLED)
     try:
@@ -115,15 +124,6 @@ def test_timeout_cancels_and_keeps_the_source(pair):
     assert "did not finish within 3 s" in run.text
     assert "cancelled and the source VM is running" in run.text
     assert_source_unharmed(run.rc)
-
-
-def test_check_mode_predicts_without_migrating(pair):
-    run = run_playbooks("migrate", options=("--check",))
-
-    assert run.rc == 0, run.text[-4000:]
-    assert "would migrate from labsrc to labdst over tcp:10.10.1.2:4444" in run.text
-    assert "VM status: paused (inmigrate)" in hmp("labdst", "info status")
-    assert "Migration status" not in hmp("labsrc", "info migrate")
 
 
 def test_postcopy_after_one_pass(pair):
