@@ -34,6 +34,14 @@ def dirtying_guest() -> dict:
     return {"vm_append": f"{append} qmigrate.dirty={RATE_MIB_S} qmigrate.dirty_set={SET_MIB}"}
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _dirtying_guests_stopped_after():
+    """The next module's pair is the plain guest: launch.yml refuses a VM whose running
+    command line (this module's vm_append) differs from the one it would start."""
+    yield
+    stop_vms()
+
+
 def reports(host: str) -> list[tuple[float, int, int]]:
     text = Path(vm_file(host, "serial.log")).read_text(errors="replace")
     return [(float(u), int(t), int(r)) for u, t, r in REPORT.findall(text)]
