@@ -78,7 +78,7 @@ pid:
 status:
   description:
     - The VM's run state from QMP query-status (running, inmigrate, postmigrate, ...).
-    - Null when it does not run.
+    - Null when it does not run, and in check mode for a VM that would be started.
   returned: always
   type: str
   sample: running
@@ -236,7 +236,10 @@ class VM:
                     self.stop(pid)
                     pid = None
         if self.module.check_mode:
-            self.module.exit_json(changed=changed, pid=pid, status=None, started=changed)
+            # The status of a VM left as it runs (a read-only query); none for one that
+            # would start.
+            status = self.status() if pid is not None and not changed else None
+            self.module.exit_json(changed=changed, pid=pid, status=status, started=changed)
         if pid is None:
             self.start()
             pid = self.pid()
