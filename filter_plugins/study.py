@@ -1,0 +1,96 @@
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Filters for the study's VMs: the pairs that migrate side by side in one run."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+from ansible.errors import AnsibleFilterError
+
+# A MAC's last octet and a /24's host numbers bound how many pairs one run can have.
+MAX_PAIRS = 32
+
+
+def qmigrate_vms(
+    count: int,
+    name: str = "vm0",
+    address: str = "10.10.1.100/24",
+    mac: str = "52:55:00:d1:55:01",
+    port: int = 4444,
+    ssh_forward: str = "127.0.0.1:10021",
+    colocated: bool = False,
+) -> list[dict]:
+    """The study's COUNT VMs, each the source of one migration pair, numbered from the
+    first one's settings: NAME (vm0 -> vm0, vm1, ...), guest ADDRESS (.100, .101, ...),
+    MAC (last octet up by one each), migration PORT (4444, 4445, ...), the seed profile's
+    SSH_FORWARD (10021, 10023, ...: a same-host destination takes the next port). VM i
+    uses TAP device tap<2i>; a destination beside it on its own host, tap<2i+1>.
+    Each VM's destination is named like it, or <name>-incoming when COLOCATED (the
+    destination host is the source host).
+    """
+    try:
+        count = int(count)
+        port = int(port)
+    except (TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"qmigrate_vm_count: {count!r} is not a number") from exc
+    if not 1 <= count <= MAX_PAIRS:
+        raise AnsibleFilterError(f"qmigrate_vm_count must be 1 to {MAX_PAIRS}, got {count}")
+    try:
+        first = ipaddress.ip_interface(address)
+    except ValueError as exc:
+        raise AnsibleFilterError(f"the guest address {address!r} is not an address/prefix") from exc
+    octets = mac.split(":")
+    if len(octets) != 6 or not all(re.fullmatch(r"[0-9a-fA-F]{2}", o) for o in octets):
+        raise AnsibleFilterError(f"the guest MAC {mac!r} is not a MAC address")
+    host, _, forward_port = ssh_forward.rpartition(":")
+    if not host or not forward_port.isdigit():
+        raise AnsibleFilterError(f"the SSH forward {ssh_forward!r} is not address:port")
+    stem, digits = re.fullmatch(r"(.*?)(\d*)", name).groups()
+    last = int(octets[5], 16)
+    if last + count - 1 > 0xFF:
+        raise AnsibleFilterError(f"{count} VMs from MAC {mac} run past its last octet")
+    vms = []
+    for i in range(count):
+        ip = first.ip + i
+        if ip not in first.network or ip == first.network.broadcast_address:
+            raise AnsibleFilterError(
+                f"{count} VMs from {address} run out of {first.network}: give fewer VMs "
+                "or a lower first address"
+            )
+        vm = f"{stem}{int(digits) + i}" if digits else (name if i == 0 else f"{name}{i}")
+        vms.append(
+            {
+                "index": i,
+                "name": vm,
+                "destination": f"{vm}-incoming" if colocated else vm,
+                "address": f"{ip}/{first.network.prefixlen}",
+                "mac": ":".join([*octets[:5], f"{last + i:02x}"]),
+                "tap": f"tap{2 * i}",
+                "colocated_tap": f"tap{2 * i + 1}",
+                "port": port + i,
+                "ssh_forward": f"{host}:{int(forward_port) + 2 * i}",
+            }
+        )
+    return vms
+
+
+def qmigrate_launch(vm: dict, incoming: bool) -> dict:
+    """What launch.yml starts for one of qmigrate_vms' VMS: the source VM, or with INCOMING
+    its destination (its own name), waiting for the migration."""
+    name = vm["destination"] if incoming else vm["name"]
+    return {"vm": name, "incoming": bool(incoming), "spec": vm}
+
+
+def qmigrate_vm_taps(count: int) -> list[str]:
+    """The TAP devices COUNT VMs and their same-host destinations use: tap0 .. tap<2N-1>."""
+    return [vm[key] for vm in qmigrate_vms(count) for key in ("tap", "colocated_tap")]
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "qmigrate_vms": qmigrate_vms,
+            "qmigrate_launch": qmigrate_launch,
+            "qmigrate_vm_taps": qmigrate_vm_taps,
+        }

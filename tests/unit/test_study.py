@@ -1,0 +1,78 @@
+"""How the study numbers its VM pairs (qmigrate_vm_count): names, TAP devices, MACs,
+addresses, migration ports and SSH forwards that never collide, and bad counts refused."""
+
+from __future__ import annotations
+
+import pytest
+from ansible.errors import AnsibleFilterError
+
+from filter_plugins.study import qmigrate_launch, qmigrate_vm_taps, qmigrate_vms
+
+
+def test_one_vm_is_the_seeds():
+    (vm,) = qmigrate_vms(1)
+
+    assert vm == {
+        "index": 0,
+        "name": "vm0",
+        "destination": "vm0",
+        "address": "10.10.1.100/24",
+        "mac": "52:55:00:d1:55:01",
+        "tap": "tap0",
+        "colocated_tap": "tap1",
+        "port": 4444,
+        "ssh_forward": "127.0.0.1:10021",
+    }
+    assert qmigrate_vm_taps(1) == ["tap0", "tap1"]
+
+
+def test_four_vms_share_nothing():
+    vms = qmigrate_vms("4")
+
+    assert [v["name"] for v in vms] == ["vm0", "vm1", "vm2", "vm3"]
+    assert [v["address"] for v in vms] == [f"10.10.1.{100 + i}/24" for i in range(4)]
+    assert [v["mac"] for v in vms] == [f"52:55:00:d1:55:0{1 + i}" for i in range(4)]
+    assert [v["port"] for v in vms] == [4444, 4445, 4446, 4447]
+    taps = [t for v in vms for t in (v["tap"], v["colocated_tap"])]
+    assert taps == [f"tap{i}" for i in range(8)] == qmigrate_vm_taps(4)
+    # A same-host destination forwards the next port up (the vm role's offset of 1).
+    forwards = [int(v["ssh_forward"].rsplit(":", 1)[1]) for v in vms]
+    assert sorted(forwards + [p + 1 for p in forwards]) == list(range(10021, 10029))
+
+
+def test_same_host_destinations_have_their_own_names():
+    vms = qmigrate_vms(2, colocated=True)
+
+    assert [v["destination"] for v in vms] == ["vm0-incoming", "vm1-incoming"]
+    assert [qmigrate_launch(v, True)["vm"] for v in vms] == ["vm0-incoming", "vm1-incoming"]
+    assert qmigrate_launch(vms[1], False) == {"vm": "vm1", "incoming": False, "spec": vms[1]}
+
+
+def test_numbering_follows_the_first_vms_settings():
+    vms = qmigrate_vms(3, "guest7", "192.0.2.10/28", "02:00:00:00:00:fd", 5000, "127.0.0.1:2222")
+
+    assert [v["name"] for v in vms] == ["guest7", "guest8", "guest9"]
+    assert [v["address"] for v in vms] == ["192.0.2.10/28", "192.0.2.11/28", "192.0.2.12/28"]
+    assert vms[2]["mac"] == "02:00:00:00:00:ff"
+    assert [v["port"] for v in vms] == [5000, 5001, 5002]
+    assert vms[2]["ssh_forward"] == "127.0.0.1:2226"
+    assert [v["name"] for v in qmigrate_vms(2, "study")] == ["study", "study1"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ((0,), "qmigrate_vm_count must be 1 to 32, got 0"),
+        ((33,), "qmigrate_vm_count must be 1 to 32, got 33"),
+        (("two",), "qmigrate_vm_count: 'two' is not a number"),
+        ((3, "vm0", "10.10.1.13/28"), "3 VMs from 10.10.1.13/28 run out of 10.10.1.0/28"),
+        ((2, "vm0", "10.10.1.100"), "2 VMs from 10.10.1.100 run out of 10.10.1.100/32"),
+        ((2, "vm0", "not-an-address"), "is not an address/prefix"),
+        ((2, "vm0", "10.10.1.100/24", "52:55:00:d1:55:ff"), "run past its last octet"),
+        ((2, "vm0", "10.10.1.100/24", "52:55:00:d1:55"), "is not a MAC address"),
+        ((2, "vm0", "10.10.1.100/24", "52:55:00:d1:55:01", 4444, "10021"), "is not address:port"),
+    ],
+)
+def test_bad_input_is_refused_naming_it(args, message):
+    with pytest.raises(AnsibleFilterError, match=message.replace(".", r"\.")):
+        qmigrate_vms(*args)
