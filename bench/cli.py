@@ -25,13 +25,16 @@ from bench.methods import (
     Method,
     capped,
     migrate_once,
+    scale_once,
 )
 from bench.table import render, summarise
 
 # The lab's seed VM: 256 MiB plus 4 KiB, like inventory/lab (QEMU 7.2's TCG bug).
 SEED_VM = Guest("256 MiB idle", "262148K")
 SIZES = [SEED_VM, Guest("1 GiB idle", "1048580K"), Guest("2 GiB idle", "2097156K")]
-PARTS = ("compare", "sizes")
+PARTS = ("compare", "sizes", "scale")
+# N VM pairs migrating in one run
+SCALE = (1, 2, 4)
 
 
 def machine() -> dict[str, Any]:
@@ -72,7 +75,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--parts",
         default=",".join(PARTS),
         help="comma-separated: compare (seed vs qmigrate vs multifd, link, overhead), "
-        "sizes (256 MiB / 1 GiB / 2 GiB, dirtying, auto-converge, postcopy)",
+        "sizes (256 MiB / 1 GiB / 2 GiB, dirtying, auto-converge, postcopy), "
+        "scale (1, 2 and 4 VM pairs in one run)",
     )
     parser.add_argument(
         "--dirty-rates",
@@ -137,6 +141,34 @@ def run_series(
     return records
 
 
+def run_scale(lab: Lab, out: Path, reps: int, timeout: float) -> list[dict[str, Any]]:
+    """1, 2 and 4 pairs of the seed VM migrating in one run each, REPS times, interleaved.
+    Provisioning first bridges the TAP devices of the largest count."""
+    lab.must(lab.playbook("playbooks/provision.yml", {"qmigrate_vm_count": max(SCALE)}))
+    records = []
+    for rep in range(1, reps + 1):
+        for count in SCALE:
+            print(f"[bench] scale: {count} pair(s), rep {rep}/{reps}", flush=True)
+            try:
+                record = scale_once(lab, SEED_VM, count, out / f"scale-{count}-{rep}", timeout)
+            except Exception as err:  # a broken run is a result too; the series goes on
+                record = {
+                    "method": f"qmigrate defaults, {count} pairs",
+                    "guest": SEED_VM.label,
+                    "pairs": count,
+                    "status": f"error: {err}",
+                }
+            record.update(part="scale", rep=rep)
+            records.append(record)
+            print(
+                f"[bench]   {record.get('status')}: wall {record.get('wall_s')} s, "
+                f"longest migration {record.get('total_ms')} ms, span {record.get('span_s')} s",
+                flush=True,
+            )
+    lab.stop_vms(tuple(f"vm{i}" for i in range(max(SCALE))))
+    return records
+
+
 def noop_overhead(lab: Lab, reps: int, prepare: str) -> list[float]:
     """Wall time of `ansible-playbook migrate.yml` with nothing left to do (the VM has
     migrated): the orchestration's cost alone. PREPARE always: with the lab and
@@ -171,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                 guest = dirtying_guest(args.dirty_memory, 2 * args.cap)
                 plan += [(guest, capped(m, args.cap)) for m in (DEFAULTS, AUTO_CONVERGE, POSTCOPY)]
             records += run_series(lab, out, "sizes", plan, 1, args.timeout)
+        if "scale" in args.parts:
+            records += run_scale(lab, out, args.reps, args.timeout)
         report["link_mbps"].append(link_capacity())
     finally:
         report["machine"]["load_average_end"] = os.getloadavg()
@@ -179,7 +213,6 @@ def main(argv: list[str] | None = None) -> int:
         args.results.mkdir(parents=True, exist_ok=True)
         (args.results / f"{stamp}.json").write_text(json.dumps(report, indent=2) + "\n")
         if not args.keep_lab:
-            lab.stop_vms()
             lab.down()
     table = render(report)
     (out / "table.md").write_text(table)

@@ -57,6 +57,22 @@ class Playbook:
     rc: int
     seconds: float
     log: Path
+    # The whole machine's CPU time while it ran, as a share of all its cores' time: the
+    # controller, the lab's hosts (their modules run on this machine too) and the VMs.
+    machine_busy_pct: float | None = None
+
+
+def cpu_times() -> tuple[int, int]:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])  # guest time is already in user and nice
+    return total - idle, total
+
+
+def busy_pct(before: tuple[int, int], after: tuple[int, int]) -> float | None:
+    busy, total = after[0] - before[0], after[1] - before[1]
+    return round(100 * busy / total, 1) if total > 0 else None
 
 
 @dataclass
@@ -92,7 +108,7 @@ class Lab:
         with log.open("w") as out:
             out.write(" ".join(argv) + "\n")
             out.flush()
-            started = time.monotonic()
+            started, cpu_before = time.monotonic(), cpu_times()
             proc = subprocess.run(
                 argv,
                 cwd=ROOT,
@@ -103,7 +119,7 @@ class Lab:
                 check=False,
             )
             seconds = time.monotonic() - started
-        return Playbook(argv, proc.returncode, seconds, log)
+        return Playbook(argv, proc.returncode, seconds, log, busy_pct(cpu_before, cpu_times()))
 
     def _vars_file(self, extra: dict[str, Any]) -> Path:
         path = self.logs / f"vars-{self._count + 1:03d}.json"
@@ -134,15 +150,24 @@ class Lab:
     def down(self) -> None:
         self.must(self.playbook("playbooks/teardown.yml"))
 
-    def stop_vms(self) -> None:
-        vars_file = self._vars_file({"vm_state": "absent"})
-        argv = ["ansible", "hypervisors", "-m", "ansible.builtin.include_role", "-a", "name=vm"]
-        self.must(self._run([*argv, "-e", f"@{vars_file}"], "stop-vms", 300))
+    def stop_vms(self, names: tuple[str, ...] = (VM,)) -> None:
+        """Stop the VMs NAMES on both hypervisors."""
+        for name in names:
+            vars_file = self._vars_file({"vm_state": "absent", "vm_name": name})
+            argv = ["ansible", "hypervisors", "-m", "ansible.builtin.include_role", "-a", "name=vm"]
+            self.must(self._run([*argv, "-e", f"@{vars_file}"], f"stop-{name}", 300))
 
-    def fresh_pair(self, guest: Guest) -> None:
-        """GUEST booted anew on the source, its destination waiting (-incoming defer)."""
-        self.stop_vms()
-        self.must(self.playbook("playbooks/launch.yml", guest.extra_vars()))
+    def fresh_pair(self, guest: Guest, count: int = 1) -> None:
+        """GUEST booted anew on the source, its destination waiting (-incoming defer); with
+        COUNT, that many such pairs (vm0 .. vm<COUNT-1>, qmigrate_vm_count)."""
+        self.stop_vms(vm_names(count))
+        extra = {**guest.extra_vars(), "qmigrate_vm_count": count}
+        self.must(self.playbook("playbooks/launch.yml", extra))
+
+
+def vm_names(count: int) -> tuple[str, ...]:
+    """The names qmigrate gives COUNT VMs (filter_plugins/study.py)."""
+    return tuple(f"vm{i}" for i in range(count))
 
 
 def vm_file(host: str, name: str) -> Path:

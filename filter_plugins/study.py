@@ -75,13 +75,6 @@ def qmigrate_vms(
     return vms
 
 
-def qmigrate_launch(vm: dict, incoming: bool) -> dict:
-    """What launch.yml starts for one of qmigrate_vms' VMS: the source VM, or with INCOMING
-    its destination (its own name), waiting for the migration."""
-    name = vm["destination"] if incoming else vm["name"]
-    return {"vm": name, "incoming": bool(incoming), "spec": vm}
-
-
 def qmigrate_vm_taps(count: int) -> list[str]:
     """The TAP devices COUNT VMs and their same-host destinations use: tap0 .. tap<2N-1>."""
     return [vm[key] for vm in qmigrate_vms(count) for key in ("tap", "colocated_tap")]
@@ -91,6 +84,5 @@ class FilterModule:
     def filters(self):
         return {
             "qmigrate_vms": qmigrate_vms,
-            "qmigrate_launch": qmigrate_launch,
             "qmigrate_vm_taps": qmigrate_vm_taps,
         }

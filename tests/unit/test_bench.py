@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from bench.lab import busy_pct, cpu_times
 from bench.measure import ThreadSampler, cpu_usage, ping_gap, thread_times
 from bench.table import groups, render, spread, summarise
 
@@ -186,7 +187,37 @@ def test_table_has_a_row_per_method_and_names_what_failed():
 
     table = render(report)
 
-    assert "| compare | 256 MiB idle | qmigrate defaults | 1/1 | 400 |" in table
-    assert "| compare | 256 MiB idle | qmigrate multifd 4 | 0/1 | - |" in table
+    assert "| compare | 256 MiB idle | qmigrate defaults | 1/1 | - | 400 |" in table
+    assert "| compare | 256 MiB idle | qmigrate multifd 4 | 0/1 | - | - |" in table
     assert "not completed: failed" in table
     assert "scale_4_over_1: None, target <= 1.5 - not measured" in table
+
+
+def test_scale_target_is_the_median_wall_time_of_four_pairs_over_one():
+    def scale(pairs: int, wall: float, rep: int) -> dict:
+        name = f"qmigrate defaults, {pairs} pair{'s' if pairs > 1 else ''}"
+        return {**record(name, 500, rep), "part": "scale", "pairs": pairs, "wall_s": wall}
+
+    records = [scale(1, 10.0, 1), scale(4, 14.0, 1), scale(1, 12.0, 2), scale(4, 18.0, 2)]
+    records.append({**scale(4, 60.0, 3), "status": "failed"})  # not counted
+
+    targets = summarise({"records": records, "link_mbps": []})["targets"]
+
+    assert targets["scale_4_over_1"] == {
+        "value": 1.45,
+        "target": "<= 1.5",
+        "note": "wall 16.0 s / 11.0 s",
+    }
+
+
+def test_machine_busy_share_comes_from_proc_stat():
+    before = cpu_times()
+    deadline = time.monotonic() + 0.3
+    while time.monotonic() < deadline:  # keep one core busy
+        pass
+    after = cpu_times()
+
+    assert 0 <= before[0] <= before[1] and after[1] > before[1]
+    assert 0 < busy_pct(before, after) <= 100
+    assert busy_pct((100, 400), (250, 600)) == 75.0
+    assert busy_pct((100, 400), (100, 400)) is None
