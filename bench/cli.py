@@ -169,6 +169,14 @@ def run_scale(lab: Lab, out: Path, reps: int, timeout: float) -> list[dict[str, 
     return records
 
 
+def round_trip_s(lab: Lab, runs: int = 20) -> float:
+    """Seconds one module run on a lab host costs the controller (bench/round-trip.yml
+    with RUNS module runs, less the same playbook with none)."""
+    empty = lab.must(lab.playbook("bench/round-trip.yml", {"round_trips": 0})).seconds
+    full = lab.must(lab.playbook("bench/round-trip.yml", {"round_trips": runs})).seconds
+    return round((full - empty) / runs, 3)
+
+
 def noop_overhead(lab: Lab, reps: int, prepare: str) -> list[float]:
     """Wall time of `ansible-playbook migrate.yml` with nothing left to do (the VM has
     migrated): the orchestration's cost alone. PREPARE always: with the lab and
@@ -194,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
             records += run_series(lab, out, "compare", plan, args.reps, args.timeout)
             report["noop_wall_s"] = noop_overhead(lab, args.reps, "auto")
             report["noop_full_wall_s"] = noop_overhead(lab, min(args.reps, 2), "always")
+            report["round_trip_s"] = [round_trip_s(lab) for _ in range(min(args.reps, 3))]
         if "sizes" in args.parts:
             plan = [(g, DEFAULTS) for g in SIZES]
             for rate in args.dirty_rates:

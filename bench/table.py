@@ -125,6 +125,12 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
             "target": "-",
             "note": "the same with -e qmigrate_prepare=always (lab and provisioning checked)",
         }
+    if report.get("round_trip_s"):
+        targets["round_trip_s"] = {
+            "value": spread(report["round_trip_s"]),
+            "target": "-",
+            "note": "one module run on a lab host (bench/round-trip.yml), the unit of overhead",
+        }
     scale = {r.get("method"): r for r in rows if r["part"] == "scale"}
     one = _median(scale.get("qmigrate defaults, 1 pair"), "wall_s")
     four = _median(scale.get("qmigrate defaults, 4 pairs"), "wall_s")
