@@ -170,9 +170,14 @@ def heartbeat_advances(host: str, seconds: float = 10) -> bool:
     return False
 
 
-def stop_vms(pattern: str = "hypervisors") -> None:
-    """Stop the VMs on the hypervisors matching PATTERN (the vm role, vm_state absent)."""
-    run = run_module(
-        pattern, "ansible.builtin.include_role", {"name": "vm"}, extra_vars={"vm_state": "absent"}
-    )
-    assert run.rc == 0, run.text[-3000:]
+def stop_vms(pattern: str = "hypervisors", names: tuple[str, ...] = ("vm0",)) -> None:
+    """Stop the VMs NAMES on the hypervisors matching PATTERN (the vm role, vm_state
+    absent)."""
+    for name in names:
+        run = run_module(
+            pattern,
+            "ansible.builtin.include_role",
+            {"name": "vm"},
+            extra_vars={"vm_state": "absent", "vm_name": name},
+        )
+        assert run.rc == 0, run.text[-3000:]

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
-from labrun import run_module, run_playbooks
+from labrun import run_playbooks, stop_vms
 from qmp import QMPClient
 
 pytestmark = pytest.mark.lab
@@ -28,14 +28,7 @@ def qemu_pidfiles() -> dict[str, float]:
 
 def stop_pairs() -> None:
     """Stop vm0 and vm1 on both hypervisors, so both pairs start fresh."""
-    for name in ("vm0", "vm1"):
-        run = run_module(
-            "hypervisors",
-            "ansible.builtin.include_role",
-            {"name": "vm"},
-            extra_vars={"vm_state": "absent", "vm_name": name},
-        )
-        assert run.rc == 0, run.text[-3000:]
+    stop_vms(names=("vm0", "vm1"))
 
 
 def plays(run) -> list[str]:

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from labrun import ROOT, run_module, run_playbooks
+from labrun import ROOT, run_playbooks, stop_vms
 
 pytestmark = pytest.mark.lab
 
@@ -56,14 +56,7 @@ def guest_boot(host: str, port: int) -> tuple[str, float]:
 
 def stop_all_vms() -> None:
     """Stop vm0 and vm0-incoming (a same-host destination) on both hypervisors."""
-    for name in ("vm0", "vm0-incoming"):
-        run = run_module(
-            "hypervisors",
-            "ansible.builtin.include_role",
-            {"name": "vm"},
-            extra_vars={"vm_state": "absent", "vm_name": name},
-        )
-        assert run.rc == 0, run.text[-3000:]
+    stop_vms(names=("vm0", "vm0-incoming"))
 
 
 def migrated(extra_vars: dict) -> dict:
