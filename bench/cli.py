@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ROOT
-from bench.lab import Guest, Lab
+from bench.lab import Guest, Lab, vm_names
 from bench.measure import link_capacity
 from bench.methods import (
     AUTO_CONVERGE,
@@ -27,7 +27,7 @@ from bench.methods import (
     migrate_once,
     scale_once,
 )
-from bench.table import render, summarise
+from bench.table import render, scale_method, summarise
 
 # The lab's seed VM: 256 MiB plus 4 KiB, like inventory/lab (QEMU 7.2's TCG bug).
 SEED_VM = Guest("256 MiB idle", "262148K")
@@ -153,7 +153,7 @@ def run_scale(lab: Lab, out: Path, reps: int, timeout: float) -> list[dict[str, 
                 record = scale_once(lab, SEED_VM, count, out / f"scale-{count}-{rep}", timeout)
             except Exception as err:  # a broken run is a result too; the series goes on
                 record = {
-                    "method": f"qmigrate defaults, {count} pairs",
+                    "method": scale_method(count),
                     "guest": SEED_VM.label,
                     "pairs": count,
                     "status": f"error: {err}",
@@ -165,7 +165,7 @@ def run_scale(lab: Lab, out: Path, reps: int, timeout: float) -> list[dict[str, 
                 f"longest migration {record.get('total_ms')} ms, span {record.get('span_s')} s",
                 flush=True,
             )
-    lab.stop_vms(tuple(f"vm{i}" for i in range(max(SCALE))))
+    lab.stop_vms(vm_names(max(SCALE)))
     return records
 
 

@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from bench import ROOT
+from filter_plugins.study import qmigrate_vms
 
 SOURCE, DESTINATION, CLIENT = "labsrc", "labdst", "labclient"
 GUEST_ADDRESS = "10.10.1.100"
@@ -166,8 +167,8 @@ class Lab:
 
 
 def vm_names(count: int) -> tuple[str, ...]:
-    """The names qmigrate gives COUNT VMs (filter_plugins/study.py)."""
-    return tuple(f"vm{i}" for i in range(count))
+    """The names qmigrate gives COUNT VMs."""
+    return tuple(vm["name"] for vm in qmigrate_vms(count, VM))
 
 
 def vm_file(host: str, name: str) -> Path:

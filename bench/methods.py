@@ -24,6 +24,7 @@ from bench.lab import (
     wait_for_dirtying,
 )
 from bench.measure import Pinger, ThreadSampler, ping_gap
+from bench.table import scale_method
 
 PORT = 4444
 PAGE = 4096
@@ -217,7 +218,7 @@ def scale_once(lab: Lab, guest: Guest, count: int, run_dir: Path, timeout: float
     ]
     statuses = sorted({r.get("status", "none") for r in results})
     record: dict[str, Any] = {
-        "method": f"qmigrate defaults, {count} pair{'s' if count > 1 else ''}",
+        "method": scale_method(count),
         "guest": guest.label,
         "pairs": count,
         "wall_s": round(run.seconds, 2),

@@ -19,6 +19,11 @@ FIGURES = [
 ]
 
 
+def scale_method(count: int) -> str:
+    """The table's name for COUNT pairs migrating with qmigrate's defaults."""
+    return f"qmigrate defaults, {count} pair{'s' if count > 1 else ''}"
+
+
 def spread(values: list[float]) -> dict[str, float] | None:
     if not values:
         return None
@@ -132,8 +137,8 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
             "note": "one module run on a lab host (bench/round-trip.yml), the unit of overhead",
         }
     scale = {r.get("method"): r for r in rows if r["part"] == "scale"}
-    one = _median(scale.get("qmigrate defaults, 1 pair"), "wall_s")
-    four = _median(scale.get("qmigrate defaults, 4 pairs"), "wall_s")
+    one = _median(scale.get(scale_method(1)), "wall_s")
+    four = _median(scale.get(scale_method(4)), "wall_s")
     targets["scale_4_over_1"] = (
         {"value": round(four / one, 2), "target": "<= 1.5", "note": f"wall {four} s / {one} s"}
         if one and four

@@ -20,6 +20,7 @@ def qmigrate_vms(
     port: int = 4444,
     ssh_forward: str = "127.0.0.1:10021",
     colocated: bool = False,
+    profile: str = "minimal",
 ) -> list[dict]:
     """The study's COUNT VMs, each the source of one migration pair, numbered from the
     first one's settings: NAME (vm0 -> vm0, vm1, ...), guest ADDRESS (.100, .101, ...),
@@ -27,7 +28,8 @@ def qmigrate_vms(
     SSH_FORWARD (10021, 10023, ...: a same-host destination takes the next port). VM i
     uses TAP device tap<2i>; a destination beside it on its own host, tap<2i+1>.
     Each VM's destination is named like it, or <name>-incoming when COLOCATED (the
-    destination host is the source host).
+    destination host is the source host). More than one VM needs the minimal PROFILE:
+    the seed profile's VMs would all boot its one writable disk.
     """
     try:
         count = int(count)
@@ -36,6 +38,11 @@ def qmigrate_vms(
         raise AnsibleFilterError(f"qmigrate_vm_count: {count!r} is not a number") from exc
     if not 1 <= count <= MAX_PAIRS:
         raise AnsibleFilterError(f"qmigrate_vm_count must be 1 to {MAX_PAIRS}, got {count}")
+    if count > 1 and profile == "seed":
+        raise AnsibleFilterError(
+            f"qmigrate_vm_count {count}: more than one VM needs the minimal profile; the seed "
+            "profile's VMs would all boot its one writable disk"
+        )
     try:
         first = ipaddress.ip_interface(address)
     except ValueError as exc:
@@ -61,7 +68,6 @@ def qmigrate_vms(
         vm = f"{stem}{int(digits) + i}" if digits else (name if i == 0 else f"{name}{i}")
         vms.append(
             {
-                "index": i,
                 "name": vm,
                 "destination": f"{vm}-incoming" if colocated else vm,
                 "address": f"{ip}/{first.network.prefixlen}",

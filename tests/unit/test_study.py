@@ -13,7 +13,6 @@ def test_one_vm_is_the_seeds():
     (vm,) = qmigrate_vms(1)
 
     assert vm == {
-        "index": 0,
         "name": "vm0",
         "destination": "vm0",
         "address": "10.10.1.100/24",
@@ -63,6 +62,19 @@ def test_numbering_follows_the_first_vms_settings():
     [
         ((0,), "qmigrate_vm_count must be 1 to 32, got 0"),
         ((33,), "qmigrate_vm_count must be 1 to 32, got 33"),
+        (
+            (
+                2,
+                "vm0",
+                "10.10.1.100/24",
+                "52:55:00:d1:55:01",
+                4444,
+                "127.0.0.1:10021",
+                False,
+                "seed",
+            ),
+            "qmigrate_vm_count 2: more than one VM needs the minimal profile",
+        ),
         (("two",), "qmigrate_vm_count: 'two' is not a number"),
         ((3, "vm0", "10.10.1.13/28"), "3 VMs from 10.10.1.13/28 run out of 10.10.1.0/28"),
         ((2, "vm0", "10.10.1.100"), "2 VMs from 10.10.1.100 run out of 10.10.1.100/32"),
