@@ -20,11 +20,27 @@ description:
     throughput, dirty-sync count) every O(poll_interval) seconds and the QMP events with
     their times. With O(postcopy_after_passes) it switches to postcopy after that many
     dirty-sync passes.
-  - A migration that fails, or does not finish within O(timeout) seconds (it is then
-    cancelled), fails the task with the cause, the statistics and the timeline; QEMU
-    resumes the source, and the module checks that it runs (or resumes it itself).
+  - A migration that fails, or does not finish within O(timeout) seconds, or whose
+    monitor fails while it is followed, or whose controller goes away (Ctrl-C or a signal
+    to C(ansible-playbook), which closes this module's connection; or a signal to the
+    module) is stopped and fails the task with the cause, the statistics and the timeline.
+  - Never two live copies of the guest. A migration is cancelled only before postcopy;
+    after the cancel QEMU is asked again how it ended (it may complete first, and then
+    the guest runs on the destination and the task reports C(completed) with a warning).
+    Only a source whose migration failed or was cancelled is resumed (QEMU does it; the
+    module checks, and sends C(cont) only to a C(paused) source); a C(postmigrate) source
+    never is. A migration that fails, times out or pauses (C(postcopy-paused)) in postcopy
+    fails at once saying that the guest is on the destination, and the source is left as
+    it is.
   - A source that has already migrated (status postmigrate, migration completed) is
-    reported with C(changed=false).
+    reported with C(changed=false); a postmigrate source whose last migration did not
+    complete is refused (its guest went elsewhere before).
+  - O(state=incoming) accepts a destination that already listens only when it listens on
+    O(uri) (C(query-migrate)'s socket addresses); one listening elsewhere, or already
+    receiving, is refused.
+  - Values of O(capabilities) are read as booleans strictly (C("off") is false; C("maybe")
+    is refused), and values of O(parameters) are given the type this QEMU reports for
+    them, so C("4000000") from C(-e key=value) becomes a number.
   - O(state=postcopy) switches a running migration to postcopy on demand;
     O(state=cancelled) cancels a running migration.
 version_added: "0.1.0"
@@ -79,6 +95,13 @@ options:
     description: Seconds to wait for the monitor to connect and to answer each command.
     type: float
     default: 10
+  interrupt_record:
+    description:
+      - With O(state=completed), a file on this host where the module leaves its result
+        (as JSON, with C(interrupted=true)) when its controller has gone away while it
+        followed the migration, so that what it did (cancelled, or the migration
+        completed) is not lost with the connection.
+    type: path
 notes:
   - Supports check mode, which validates against the running QEMU and predicts.
 """
@@ -156,32 +179,46 @@ postcopy_at:
   description: t at which the migration was switched to postcopy, if it was.
   returned: with state=completed
   type: float
+listening:
+  description: The URI the destination listens on.
+  returned: with state=incoming
+  type: str
+  sample: tcp:10.10.1.2:4444
+interrupted:
+  description: Whether the migration was stopped because the controller went away.
+  returned: when a followed migration was stopped
+  type: bool
 """
 
 import contextlib
+import json
+import os
+import select
+import signal
+import sys
 import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.migration import (
     FINAL_STATES,
+    POSTCOPY_STATES,
+    RUNNING_STATES,
     MigrationError,
     QMPError,
+    coerce_parameters,
     connect,
+    listening_uris,
     sample,
+    strict_bool,
     summary,
 )
 
-RUNNING_STATES = (
-    "setup",
-    "active",
-    "postcopy-active",
-    "pre-switchover",
-    "device",
-    "wait-unplug",
-    "postcopy-paused",
-    "postcopy-recover",
-    "cancelling",
-)
+# Run states a migration may start from: a guest that runs, or one its user paused. A
+# postmigrate source has already handed its guest to some destination, and migrating
+# that stale state again would make a second copy of the guest.
+MIGRATABLE = ("running", "paused")
+# How long QEMU gets to settle a cancel (cancelling -> cancelled) and resume the source.
+SETTLE_SECONDS = 10
 
 
 def event_point(event: dict, start: float) -> dict:
@@ -194,12 +231,54 @@ def event_point(event: dict, start: float) -> dict:
     return {"t": round(at - start, 4), "event": event.get("event"), "data": event.get("data", {})}
 
 
+class Lifeline:
+    """Whether whoever started this module still waits for its result.
+
+    Ansible reads a module's result from its stdout: when the controller is interrupted
+    (Ctrl-C, SIGINT or SIGTERM to ansible-playbook, an ansible-runner cancel), its SSH
+    session closes, and so does the read end of that pipe, which poll() reports as an
+    error on the write end. A signal sent to the module itself counts too.
+    """
+
+    SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self.signalled: str | None = None
+        self.poll = select.poll()
+        with contextlib.suppress(ValueError, OSError):
+            self.poll.register(sys.stdout.fileno(), select.POLLERR | select.POLLHUP)
+        for sig in self.SIGNALS:
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self.signalled = signal.Signals(signum).name
+
+    def lost(self) -> str | None:
+        """Why the result has nobody to go to, or None while somebody waits for it."""
+        if self.signalled:
+            return f"the module got {self.signalled}"
+        with contextlib.suppress(OSError):
+            for _fd, flags in self.poll.poll(0):
+                if flags & (select.POLLERR | select.POLLHUP):
+                    return "the controller went away (its connection to this host closed)"
+        return None
+
+
+class Aborted(Exception):
+    """The migration being followed must stop: REASON says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 class Migration:
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.p = module.params
         self.mon = None
         self.result: dict = {}
+        self.lifeline = Lifeline()
 
     # -- helpers -------------------------------------------------------------
     def fail(self, msg: str, **extra) -> None:
@@ -215,19 +294,36 @@ class Migration:
             self.fail(f"cannot reach the monitor of the VM at {self.where()}: {exc}")
         self.result["protocol"] = self.mon.protocol
 
+    def reconnect(self) -> None:
+        """A fresh monitor connection, after one that failed (a QMP timeout may leave a
+        late reply behind; HMP closes the connection on a timeout)."""
+        with contextlib.suppress(QMPError, OSError):
+            self.mon.close()
+        self.mon = connect(self.p["socket"], self.p["monitor_timeout"])
+
     def wanted_capabilities(self) -> dict:
-        caps = {k: bool(v) for k, v in self.p["capabilities"].items()}
+        caps = {}
+        for name, value in self.p["capabilities"].items():
+            try:
+                caps[name] = strict_bool(value, f"capabilities.{name}")
+            except ValueError as exc:
+                self.fail(str(exc))
         if self.mon.protocol == "qmp":
             caps.setdefault("events", True)
         return caps
 
     def validate(self) -> tuple[dict, dict]:
-        """The capabilities and parameters to set, checked against this QEMU."""
+        """The capabilities and parameters to set, checked against this QEMU and given
+        the types it reports (an extra var given as -e key=value is a string)."""
         caps = self.wanted_capabilities()
         supported = self.mon.capabilities()
         self.refuse_unknown("capabilities", caps, supported)
-        params = dict(self.p["parameters"])
-        self.refuse_unknown("parameters", params, self.mon.parameters())
+        current = self.mon.parameters()
+        self.refuse_unknown("parameters", self.p["parameters"], current)
+        try:
+            params = coerce_parameters(self.p["parameters"], current)
+        except ValueError as exc:
+            self.fail(f"{exc} (at {self.where()})")
         if self.p["postcopy_after_passes"] is not None and not (
             caps.get("postcopy-ram") or supported.get("postcopy-ram")
         ):
@@ -263,22 +359,34 @@ class Migration:
                 f"the destination VM at {self.where()} is {status}, not waiting for a "
                 "migration (inmigrate): start it with -incoming defer"
             )
+        info = self.mon.query()
+        if info.get("status") not in (None, "none", "setup"):
+            self.fail(
+                f"the destination VM at {self.where()} is already receiving a migration "
+                f"(status {info['status']}): start a fresh destination"
+            )
+        listening = listening_uris(info)
+        if listening and self.p["uri"] not in listening:
+            self.fail(
+                f"the destination VM at {self.where()} already listens on "
+                f"{', '.join(listening)}, not on {self.p['uri']}, and QEMU listens only once: "
+                "start a fresh destination (launch.yml replaces one an earlier run told to listen)"
+            )
         caps, params = self.validate()
-        changed = True
+        changed = not listening
         if not self.module.check_mode:
             self.apply(caps, params)
-            try:
-                self.mon.incoming(self.p["uri"])
-            except QMPError as exc:
-                if "already" not in str(exc):
+            if not listening:
+                try:
+                    self.mon.incoming(self.p["uri"])
+                except QMPError as exc:
                     self.fail(
                         f"the destination at {self.where()} refused to listen on "
                         f"{self.p['uri']}: {exc}"
                     )
-                changed = False  # it already listens: a repeated call changes nothing
         self.settle()
         self.result["status"] = "incoming"
-        self.module.exit_json(changed=changed, **self.result)
+        self.module.exit_json(changed=changed, listening=self.p["uri"], **self.result)
 
     # -- source --------------------------------------------------------------
     def completed(self) -> None:
@@ -300,7 +408,25 @@ class Migration:
                 f"the VM at {self.where()} is waiting as a migration destination "
                 "(inmigrate); run state=completed on the source"
             )
+        if before.get("status") in POSTCOPY_STATES:
+            self.settle()
+            self.fail(
+                f"a postcopy migration from {self.where()} is {before['status']}: the guest "
+                "runs on its destination, and the source is left as it is"
+            )
         running = before.get("status") in RUNNING_STATES
+        if not running and vm_before not in MIGRATABLE:
+            self.settle()
+            self.fail(
+                f"the source VM at {self.where()} is {vm_before}, not running: "
+                + (
+                    "its guest has already been migrated away (last migration: "
+                    f"{before.get('status', 'none')}), and migrating it again would copy "
+                    "stale state"
+                    if vm_before == "postmigrate"
+                    else "there is no guest to migrate"
+                )
+            )
         if not running:
             caps, params = self.validate()
             if self.module.check_mode:
@@ -316,7 +442,8 @@ class Migration:
             try:
                 self.mon.migrate(self.p["uri"])
             except QMPError as exc:
-                self.resume(vm_before)
+                self.result["stats"] = summary(self.mon.query())
+                self.resume(vm_before, postcopy=False)
                 self.settle()
                 self.fail(
                     f"migrate to {self.p['uri']} was refused by {self.where()}: {exc}; "
@@ -341,47 +468,78 @@ class Migration:
         return stats
 
     def follow(self, start: float, vm_before: str) -> None:
-        timeline, events = [], []
+        """Follow the migration to a final state, recording its timeline; stop it (see
+        abort) on a timeout, a monitor error, or an interruption."""
+        timeline: list[dict] = []
+        events: list[dict] = []
         postcopy_at = None
         deadline = time.monotonic() + self.p["timeout"]
         stats: dict = {}
-        while True:
-            stats = self.mon.query()
-            point = sample(stats, start)
-            timeline.append(point)
-            events.extend(event_point(ev, start) for ev in self.mon.events())
-            if stats.get("status") in FINAL_STATES:
-                stats = self.settled_stats(stats)
-                break
-            passes = self.p["postcopy_after_passes"]
-            if (
-                passes is not None
-                and postcopy_at is None
-                and stats.get("status") == "active"
-                and (point["dirty_sync_count"] or 0) >= passes
-            ):
-                self.mon.start_postcopy()
-                postcopy_at = point["t"]
-            if time.monotonic() >= deadline:
-                self.result.update(timeline=timeline, events=events, stats=summary(stats))
-                self.cancel_and_resume(vm_before)
-                self.fail(
-                    "migration to {} did not finish within {:.0f} s (status {}); it was "
-                    "cancelled and the source VM is {}".format(
-                        self.p["uri"],
-                        self.p["timeout"],
-                        stats.get("status"),
-                        self.result["vm_status"],
-                    )
-                )
-            time.sleep(self.p["poll_interval"])
 
-        self.result.update(
-            timeline=timeline, events=events, stats=summary(stats), postcopy_at=postcopy_at
-        )
+        def keep(final: dict) -> None:
+            self.result.update(
+                timeline=timeline, events=events, stats=summary(final), postcopy_at=postcopy_at
+            )
+
+        try:
+            while True:
+                try:
+                    stats = self.mon.query()
+                    point = sample(stats, start)
+                    timeline.append(point)
+                    events.extend(event_point(ev, start) for ev in self.mon.events())
+                    if stats.get("status") in FINAL_STATES:
+                        stats = self.settled_stats(stats)
+                        break
+                    passes = self.p["postcopy_after_passes"]
+                    if (
+                        passes is not None
+                        and postcopy_at is None
+                        and stats.get("status") == "active"
+                        and (point["dirty_sync_count"] or 0) >= passes
+                    ):
+                        self.mon.start_postcopy()
+                        postcopy_at = point["t"]
+                except QMPError as exc:
+                    reason = f"the monitor failed while following the migration: {exc}"
+                    raise Aborted(reason) from exc
+                if stats.get("status") == "postcopy-paused":
+                    raise Aborted("the postcopy migration paused: its connection broke")
+                lost = self.lifeline.lost()
+                if lost:
+                    raise Aborted(f"interrupted: {lost}")
+                if time.monotonic() >= deadline:
+                    raise Aborted(
+                        "migration to {} did not finish within {:g} s (status {}{})".format(
+                            self.p["uri"],
+                            self.p["timeout"],
+                            stats.get("status"),
+                            stalled(timeline),
+                        )
+                    )
+                time.sleep(self.p["poll_interval"])
+        except Aborted as stop:
+            keep(stats)
+            self.abort(stop.reason, vm_before, postcopy_at is not None or in_postcopy(timeline))
+            return
+
+        keep(stats)
         if stats["status"] != "completed":
-            if postcopy_at is None:
-                self.resume(vm_before)
+            postcopy = postcopy_at is not None or in_postcopy(timeline)
+            if postcopy:
+                self.settle()
+                self.fail(
+                    "migration to {} {} after {:.1f} s, in postcopy: {}; the guest's state "
+                    "was split between the two hosts, so the source ({}) is not resumed".format(
+                        self.p["uri"],
+                        stats["status"],
+                        time.time() - start,
+                        stats.get("error-desc", "no reason given"),
+                        self.result.get("vm_status") or self.mon.status(),
+                    ),
+                    status=stats["status"],
+                )
+            self.resume(vm_before, postcopy=False)
             self.settle()
             self.fail(
                 "migration to {} {} after {:.1f} s: {}; the source VM is {}".format(
@@ -396,28 +554,108 @@ class Migration:
         self.settle()
         self.module.exit_json(changed=True, status="completed", **self.result)
 
-    def resume(self, vm_before: str) -> None:
-        """Leave the source as it was before: QEMU resumes it itself; make sure."""
+    def abort(self, reason: str, vm_before: str, postcopy: bool) -> None:
+        """Stop a migration that must not go on, without ever leaving two live copies of
+        the guest: a migration in postcopy is left alone (the destination runs the guest);
+        any other is cancelled and QEMU asked again how it ended, since it may complete
+        before the cancel lands; only a source whose migration failed or was cancelled is
+        resumed."""
+        try:
+            if postcopy:
+                self.settle()
+                self.finish_aborted(
+                    f"{reason}. It is in postcopy, so it is not cancelled: the guest runs on "
+                    f"the destination ({self.p['uri']}), and the source "
+                    f"({self.result['vm_status']}) holds only the RAM not yet sent; it must "
+                    "not be resumed. If the destination QEMU still runs, recover the migration "
+                    "with migrate-recover on it and migrate with resume on the source; if it "
+                    "died, the guest is lost.",
+                    status=self.result.get("stats", {}).get("status"),
+                )
+                return
+            try:
+                self.mon.cancel()
+            except QMPError:
+                self.reconnect()  # the connection may be what failed; cancel once more
+                self.mon.cancel()
+            final = self.wait_final()
+            self.result["stats"] = summary(self.settled_stats(final))
+            if final.get("status") == "completed":
+                self.settle()
+                warning = (
+                    f"{reason}; the migration completed before it could be cancelled, so the "
+                    "guest runs on the destination and the source stays postmigrate"
+                )
+                self.finish_aborted(warning, completed=True)
+                return
+            if final.get("status") in POSTCOPY_STATES:
+                self.abort(reason, vm_before, postcopy=True)
+                return
+            if final.get("status") not in FINAL_STATES:
+                self.settle()
+                self.finish_aborted(
+                    f"{reason}; it was cancelled but had not ended after {SETTLE_SECONDS} s "
+                    f"(status {final.get('status')}); the source VM is "
+                    f"{self.result['vm_status']} and was not resumed",
+                    status=final.get("status"),
+                )
+                return
+            self.resume(vm_before, postcopy=False)
+            self.settle()
+            self.finish_aborted(
+                f"{reason}; it was cancelled and the source VM is {self.result['vm_status']}",
+                status=final.get("status"),
+            )
+        except QMPError as exc:
+            self.finish_aborted(
+                f"{reason}; then the monitor at {self.where()} failed too ({exc}): where the "
+                "migration stands is unknown, and the source VM was not resumed",
+                status="unknown",
+            )
+
+    def wait_final(self) -> dict:
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while True:
+            info = self.mon.query()
+            if info.get("status") in FINAL_STATES + POSTCOPY_STATES or time.monotonic() >= deadline:
+                return info
+            time.sleep(0.1)
+
+    def finish_aborted(self, msg: str, completed: bool = False, status: str | None = None) -> None:
+        """End the module after abort(): leave an account on this host when its
+        controller has gone (nobody reads stdout any more), then report."""
+        lost = self.lifeline.lost()
+        account = dict(self.result, msg=msg, status="completed" if completed else status)
+        if lost and self.p["interrupt_record"]:
+            account.update(interrupted=True, recorded=time.time())
+            path = self.p["interrupt_record"]
+            with contextlib.suppress(OSError), open(path + ".tmp", "w") as f:
+                json.dump(account, f)
+            with contextlib.suppress(OSError):
+                os.replace(path + ".tmp", path)
+        if completed:
+            self.module.warn(msg)
+            self.module.exit_json(changed=True, status="completed", **self.result)
+        self.fail(msg, status=status, interrupted=bool(lost))
+
+    def resume(self, vm_before: str, postcopy: bool) -> None:
+        """Leave a source whose migration failed or was cancelled running, as it was
+        (QEMU restarts it itself; this makes sure). Asks QEMU first, and never resumes a
+        source whose migration completed or reached postcopy, nor one that is postmigrate:
+        its guest then lives on the destination."""
+        if vm_before != "running" or postcopy:
+            return
         deadline = time.monotonic() + self.p["monitor_timeout"]
-        while vm_before == "running" and time.monotonic() < deadline:
+        while time.monotonic() < deadline:
+            if self.mon.query().get("status") not in ("failed", "cancelled", None, "none"):
+                return
             status = self.mon.status()
             if status == "running":
                 return
-            if status in ("paused", "postmigrate"):
+            if status == "paused":
                 self.mon.cont()
                 return
             time.sleep(0.1)
-
-    def cancel_and_resume(self, vm_before: str) -> None:
-        with contextlib.suppress(QMPError):  # it may have ended on its own meanwhile
-            self.mon.cancel()
-        deadline = time.monotonic() + self.p["monitor_timeout"]
-        while self.mon.query().get("status") not in FINAL_STATES:
-            if time.monotonic() >= deadline:
-                break
-            time.sleep(0.1)
-        self.resume(vm_before)
-        self.settle()
 
     # -- on demand -----------------------------------------------------------
     def postcopy(self) -> None:
@@ -439,8 +677,17 @@ class Migration:
         if status not in RUNNING_STATES:
             self.settle()
             self.module.exit_json(changed=False, status=status, **self.result)
+        if status in POSTCOPY_STATES:
+            self.settle()
+            self.fail(
+                f"the migration at {self.where()} is {status}: in postcopy the guest runs on "
+                "the destination, and cancelling would lose it"
+            )
         if not self.module.check_mode:
-            self.cancel_and_resume("running")
+            self.mon.cancel()
+            final = self.wait_final()
+            if final.get("status") != "completed":
+                self.resume("running", postcopy=False)
         self.settle()
         self.module.exit_json(changed=True, status=self.mon.query().get("status"), **self.result)
 
@@ -451,7 +698,27 @@ class Migration:
         except (QMPError, MigrationError) as exc:
             self.fail(f"monitor {self.where()}: {exc}")
         finally:
-            self.mon.close()
+            with contextlib.suppress(QMPError, OSError):
+                self.mon.close()
+
+
+def in_postcopy(timeline: list[dict]) -> bool:
+    return any(point.get("status") in POSTCOPY_STATES for point in timeline)
+
+
+def stalled(timeline: list[dict], window: float = 5.0) -> str:
+    """', no data sent for the last N s' when the transferred bytes stopped moving (a cut
+    link looks like that), else ''."""
+    if not timeline or timeline[-1].get("transferred") is None:
+        return ""
+    last = timeline[-1]
+    still = last["t"]
+    for point in reversed(timeline):
+        if point.get("transferred") != last["transferred"]:
+            break
+        still = point["t"]
+    quiet = last["t"] - still
+    return f", no data sent for the last {quiet:.0f} s" if quiet >= window else ""
 
 
 def main() -> None:
@@ -471,11 +738,22 @@ def main() -> None:
             poll_interval=dict(type="float", default=0.1),
             postcopy_after_passes=dict(type="int"),
             monitor_timeout=dict(type="float", default=10),
+            interrupt_record=dict(type="path"),
         ),
         required_if=[("state", "incoming", ["uri"]), ("state", "completed", ["uri"])],
         supports_check_mode=True,
     )
-    Migration(module).run()
+    for option in ("timeout", "poll_interval", "monitor_timeout"):
+        value = module.params[option]
+        if not 0 < value < float("inf"):
+            module.fail_json(msg=f"{option}: {value} must be a positive, finite number of seconds")
+    passes = module.params["postcopy_after_passes"]
+    if passes is not None and passes < 1:
+        module.fail_json(msg=f"postcopy_after_passes: {passes} must be at least 1")
+    # A controller that went away no longer reads the result: its account is in
+    # interrupt_record.
+    with contextlib.suppress(BrokenPipeError):
+        Migration(module).run()
 
 
 if __name__ == "__main__":

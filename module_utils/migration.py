@@ -27,10 +27,102 @@ except ImportError:  # as a plain module, in the unit tests
     from qmp import HMPClient, QMPClient, QMPCommandError, QMPError, open_monitor
 
 FINAL_STATES = ("completed", "failed", "cancelled")
+# Once a migration is in postcopy the destination runs the guest: it can no longer be
+# cancelled back to the source, whose RAM is only the part not yet sent.
+POSTCOPY_STATES = (
+    "postcopy-active",
+    "postcopy-paused",
+    "postcopy-recover-setup",
+    "postcopy-recover",
+)
+RUNNING_STATES = (
+    "setup",
+    "active",
+    "pre-switchover",
+    "device",
+    "wait-unplug",
+    "cancelling",
+    *POSTCOPY_STATES,
+)
+_TRUE = ("true", "on", "yes", "1")
+_FALSE = ("false", "off", "no", "0")
 
 
 class MigrationError(QMPError):
     """A migration command was refused, or the monitor answered something unexpected."""
+
+
+def strict_bool(value: Any, what: str) -> bool:
+    """VALUE as a boolean, the way Ansible users write one: true/false, on/off, yes/no,
+    1/0 (as strings or numbers). Anything else is refused, so that a string such as "off"
+    can never turn a capability on."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{what}: {value!r} is not a boolean (true/false, on/off, yes/no, 1/0)")
+
+
+def _integer(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise ValueError(f"{what}: {value!r} is not an integer")
+    text = str(value).strip()
+    try:
+        number = int(text)
+    except ValueError:
+        try:
+            as_float = float(text)
+        except ValueError:
+            raise ValueError(f"{what}: {value!r} is not an integer") from None
+        if not as_float.is_integer():
+            raise ValueError(f"{what}: {value!r} is not an integer") from None
+        number = int(as_float)
+    if number < 0:
+        raise ValueError(f"{what}: {value!r} must not be negative")
+    return number
+
+
+def coerce_parameters(wanted: dict[str, Any], current: dict[str, Any]) -> dict[str, Any]:
+    """WANTED migration parameters with each value given the type of the value this QEMU
+    reports for it (CURRENT, from query-migrate-parameters): an extra var given as
+    ``-e`` arrives as a string, which QEMU would refuse ("expects uint64") or, for a
+    boolean, misread. Parameters QEMU does not report are left as they are (the caller
+    refuses them)."""
+    coerced = {}
+    for name, value in wanted.items():
+        have = current.get(name)
+        what = f"parameters.{name}"
+        if isinstance(have, bool) or (isinstance(have, str) and have in ("on", "off")):
+            value = strict_bool(value, what)
+        elif isinstance(have, int):
+            value = _integer(value, what)
+        elif (
+            isinstance(have, str)
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ):
+            value = str(value)
+        coerced[name] = value
+    return coerced
+
+
+def listening_uris(info: dict[str, Any]) -> list[str]:
+    """Where a destination listens, as migration URIs, from its query-migrate (QMP's
+    socket-address list, or HMP's "socket address" lines as parse_info_migrate keeps
+    them)."""
+    uris = []
+    for address in info.get("socket-address") or []:
+        if isinstance(address, str):
+            uris.append(address)
+        elif address.get("type") == "inet":
+            uris.append("tcp:{}:{}".format(address.get("host"), address.get("port")))
+        elif address.get("type") == "unix":
+            uris.append("unix:{}".format(address.get("path")))
+        else:
+            uris.append("{}:{}".format(address.get("type"), address))
+    return uris
 
 
 class Monitor:
@@ -129,7 +221,17 @@ _NUMBER = re.compile(r"^(-?[0-9]+(?:\.[0-9]+)?)")
 def parse_info_migrate(text: str) -> dict[str, Any]:
     """HMP `info migrate` output as a query-migrate dict (status, times, ram.*)."""
     result: dict[str, Any] = {}
+    in_addresses = False
     for line in text.splitlines():
+        if in_addresses:  # "socket address: [", one URI per line, then "]"
+            if line.strip() == "]":
+                in_addresses = False
+            elif line.strip():
+                result.setdefault("socket-address", []).append(line.strip())
+            continue
+        if line.strip().lower() == "socket address: [":
+            in_addresses = True
+            continue
         key, sep, value = line.partition(":")
         if not sep:
             continue
@@ -175,13 +277,11 @@ class HMPMonitor(Monitor):
 
     def run(self, line: str) -> str:
         out = self.hmp.command(line)
-        lowered = out.lower()
-        # HMP reports errors as text: QEMU 7 prefixes them "Error:" (or names an unknown
-        # command). Only commands that act are checked: `info` output is data, and a
-        # failed migration's reason may well say "invalid".
-        if not line.startswith("info ") and (
-            lowered.startswith("error") or "unknown command" in lowered
-        ):
+        # HMP reports errors as text ("Error: ...", "unknown command", "migrate:
+        # extraneous characters at the end of line"). The commands that act print nothing
+        # when they succeed, so any output of theirs is taken as the error it almost always
+        # is. `info` output is data (and a failed migration's reason may say "invalid").
+        if not line.startswith("info ") and out.strip():
             raise MigrationError(f"{self.path}: HMP {line!r} failed: {out.strip()}")
         return out
 
@@ -293,14 +393,19 @@ def summary(stats: dict[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "FINAL_STATES",
+    "POSTCOPY_STATES",
+    "RUNNING_STATES",
     "HMPMonitor",
     "MigrationError",
     "Monitor",
     "QMPCommandError",
     "QMPError",
     "QMPMonitor",
+    "coerce_parameters",
     "connect",
+    "listening_uris",
     "parse_info_migrate",
     "sample",
+    "strict_bool",
     "summary",
 ]

@@ -17,9 +17,12 @@ from ansible.errors import AnsibleFilterError
 from migration import (
     HMPMonitor,
     MigrationError,
+    coerce_parameters,
     connect,
+    listening_uris,
     parse_info_migrate,
     sample,
+    strict_bool,
     summary,
 )
 from qmp import HMPClient
@@ -130,6 +133,82 @@ def test_parse_info_migrate_of_no_migration_is_empty():
     stats = parse_info_migrate(info_migrate("completed").split("Migration status")[0])
 
     assert stats == {}
+
+
+def test_parse_info_migrate_keeps_where_a_destination_listens():
+    text = "globals:\nstore-global-state: on\nsocket address: [\n\ttcp:10.10.1.2:4444\n]\n"
+
+    stats = parse_info_migrate(text)
+
+    assert listening_uris(stats) == ["tcp:10.10.1.2:4444"]
+
+
+def test_listening_uris_of_qmp_socket_addresses():
+    info = {
+        "socket-address": [
+            {"type": "inet", "host": "10.10.1.2", "port": "4444", "ipv4": True},
+            {"type": "unix", "path": "/run/qmigrate/labsrc/vm0-incoming/migration.sock"},
+        ]
+    }
+
+    assert listening_uris(info) == [
+        "tcp:10.10.1.2:4444",
+        "unix:/run/qmigrate/labsrc/vm0-incoming/migration.sock",
+    ]
+    assert listening_uris({}) == []
+
+
+# strict_bool and coerce_parameters
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (True, True),
+        ("off", False),
+        ("On", True),
+        ("false", False),
+        ("yes", True),
+        (0, False),
+        ("1", True),
+    ],
+)
+def test_strict_bool_reads_what_ansible_users_write(value, expected):
+    assert strict_bool(value, "x") is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "", 2, 0.5, None, [True]])
+def test_strict_bool_refuses_anything_else(value):
+    with pytest.raises(ValueError, match="is not a boolean"):
+        strict_bool(value, "capabilities.multifd")
+
+
+def test_coerce_parameters_follows_the_types_qemu_reports():
+    current = {"max-bandwidth": 134217728, "tls-creds": "", "cpu-throttle-tailslow": False}
+    wanted = {"max-bandwidth": "4000000", "tls-creds": 5, "cpu-throttle-tailslow": "on", "x": "1"}
+
+    coerced = coerce_parameters(wanted, current)
+
+    assert coerced == {
+        "max-bandwidth": 4000000,
+        "tls-creds": "5",
+        "cpu-throttle-tailslow": True,
+        "x": "1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("4e6x", "is not an integer"),
+        (-1, "must not be negative"),
+        (1.5, "is not an integer"),
+        (True, "is not an integer"),
+    ],
+)
+def test_coerce_parameters_refuses_what_is_not_a_count(value, why):
+    with pytest.raises(ValueError, match=why):
+        coerce_parameters({"max-bandwidth": value}, {"max-bandwidth": 0})
 
 
 # summary and sample
@@ -539,6 +618,14 @@ def test_hmp_error_reply_raises_migration_error_naming_the_command(hmp_monitor):
 
     assert "'migrate -d tcp:10.0.0.2:4444'" in str(caught.value)
     assert "Error: foo" in str(caught.value)
+
+
+def test_hmp_output_of_a_command_that_acts_is_an_error(hmp_monitor):
+    # QEMU 7.2 says this, without "Error", to a migrate command with a stray argument.
+    monitor, _ = hmp_monitor({"migrate -d tcp:10.0.0.2:4444": "migrate: extraneous characters"})
+
+    with pytest.raises(MigrationError, match="extraneous characters"):
+        monitor.migrate("tcp:10.0.0.2:4444")
 
 
 def test_hmp_query_parses_info_migrate(hmp_monitor):

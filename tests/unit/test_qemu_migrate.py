@@ -1,0 +1,540 @@
+"""The qemu_migrate module's decisions (library/qemu_migrate.py) against a scripted QEMU:
+a fake QMP monitor on a real UNIX socket whose migration goes through the states a test
+gives it. What is checked is what the module sends QEMU (never ``cont`` to a source whose
+guest lives elsewhere) and what it reports."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import migration
+import pytest
+
+QEMU_MIGRATE = Path(__file__).parents[2] / "library" / "qemu_migrate.py"
+URI = "tcp:10.10.1.2:4444"
+PARAMETERS = {"max-bandwidth": 134217728, "downtime-limit": 300, "multifd-channels": 2}
+CAPABILITIES = ("events", "postcopy-ram", "multifd", "auto-converge")
+
+
+class FakeQEMU:
+    """A QMP monitor serving one client at a time, like QEMU, from a thread.
+
+    The VM is in run state VM; `migrate` starts a migration whose query-migrate answers
+    are STATES, one per query (the last repeating). A state may be a callable, called with
+    this fake, for a test that acts at that moment. `migrate_cancel` makes the migration
+    CANCEL_TO (and, like QEMU, restarts a source that was running unless it completed).
+    Every command received is in `commands`.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        vm: str = "running",
+        states: list[Any] | None = None,
+        cancel_to: str = "cancelled",
+        before: dict | None = None,
+        slow: set[int] | None = None,
+    ) -> None:
+        self.path = str(path)
+        self.vm = vm
+        self.states = list(states or [{"status": "completed", "total-time": 5}])
+        self.cancel_to = cancel_to
+        self.migration: dict = dict(before or {})
+        self.parameters = dict(PARAMETERS)
+        self.capabilities = dict.fromkeys(CAPABILITIES, False)
+        self.commands: list[tuple[str, Any]] = []
+        self.queries = 0
+        self.started = False  # by migrate: query-migrate then follows STATES
+        self.slow = slow or set()  # query numbers (from 1) not answered in time
+        self.error: BaseException | None = None
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(4)
+        self.listener.settimeout(0.2)
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def names(self) -> list[str]:
+        return [name for name, _ in self.commands]
+
+    def _serve(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                try:
+                    conn, _ = self.listener.accept()
+                except TimeoutError:
+                    continue
+                with conn, conn.makefile("rb") as lines:
+                    conn.sendall(
+                        b'{"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}\n'
+                    )
+                    for raw in lines:
+                        request = json.loads(raw)
+                        reply = self._answer(request["execute"], request.get("arguments"))
+                        reply["id"] = request["id"]
+                        conn.sendall(json.dumps(reply).encode() + b"\n")
+        except (ConnectionResetError, BrokenPipeError):
+            pass  # the client hung up mid-reply
+        except BaseException as err:
+            self.error = err
+
+    def _answer(self, command: str, arguments: Any) -> dict:
+        self.commands.append((command, arguments))
+        if command == "query-migrate":
+            self.queries += 1
+            if self.queries in self.slow:
+                time.sleep(1.5)  # longer than the module's monitor_timeout in these tests
+            return {"return": self._query()}
+        if command == "qmp_capabilities":
+            return {"return": {}}
+        if command == "query-status":
+            return {"return": {"status": self.vm, "running": self.vm == "running"}}
+        if command == "query-migrate-capabilities":
+            return {"return": [{"capability": k, "state": v} for k, v in self.capabilities.items()]}
+        if command == "query-migrate-parameters":
+            return {"return": self.parameters}
+        if command == "migrate-set-capabilities":
+            for cap in arguments["capabilities"]:
+                self.capabilities[cap["capability"]] = cap["state"]
+            return {"return": {}}
+        if command == "migrate-set-parameters":
+            for name, value in arguments.items():
+                if isinstance(self.parameters.get(name), int) and not isinstance(value, int):
+                    return {"error": {"class": "GenericError", "desc": f"'{name}' expects uint64"}}
+            self.parameters.update(arguments)
+            return {"return": {}}
+        if command == "migrate":
+            self.started = True
+            self.migration = {"status": "setup"}
+            return {"return": {}}
+        if command == "migrate-incoming":
+            self.migration = {
+                "socket-address": [{"type": "inet", "host": "10.10.1.2", "port": "4444"}]
+            }
+            return {"return": {}}
+        if command == "migrate_cancel":
+            status = self.migration.get("status")
+            if status not in ("completed", "failed", "cancelled"):
+                self.migration = {"status": self.cancel_to}
+                self.states = [self.migration]
+                if self.cancel_to == "cancelled" and self.vm in ("paused", "finish-migrate"):
+                    self.vm = "running"
+            return {"return": {}}
+        if command == "cont":
+            self.vm = "running"
+            return {"return": {}}
+        if command == "migrate-start-postcopy":
+            return {"return": {}}
+        return {"error": {"class": "CommandNotFound", "desc": f"no command {command}"}}
+
+    def _query(self) -> dict:
+        if not self.started:
+            return self.migration
+        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
+        if callable(state):
+            state = state(self)
+        self.migration = dict(state)
+        if self.migration.get("status") == "completed":
+            self.vm = "postmigrate"
+        return self.migration
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(5)
+        self.listener.close()
+        if self.error is not None:
+            raise self.error
+
+
+class Ended(Exception):
+    """The module ended: exit_json (FAILED false) or fail_json (FAILED true)."""
+
+    def __init__(self, failed: bool, result: dict) -> None:
+        super().__init__(result.get("msg", ""))
+        self.failed = failed
+        self.result = result
+
+
+class FakeModule:
+    """What qemu_migrate.Migration uses of AnsibleModule."""
+
+    def __init__(self, params: dict, check_mode: bool = False) -> None:
+        self.params = params
+        self.check_mode = check_mode
+        self.warnings: list[str] = []
+
+    def warn(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def exit_json(self, **result: Any) -> None:
+        raise Ended(False, result)
+
+    def fail_json(self, **result: Any) -> None:
+        raise Ended(True, result)
+
+
+@pytest.fixture
+def qemu_migrate(monkeypatch) -> ModuleType:
+    # The module imports its helpers as Ansible ships them, from ansible.module_utils.
+    monkeypatch.setitem(sys.modules, "ansible.module_utils.migration", migration)
+    spec = importlib.util.spec_from_file_location("qemu_migrate", QEMU_MIGRATE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "SETTLE_SECONDS", 2)
+    return module
+
+
+@pytest.fixture
+def qemu(tmp_path: Path):
+    fakes: list[FakeQEMU] = []
+
+    def start(**script: Any) -> FakeQEMU:
+        fakes.append(FakeQEMU(tmp_path / f"qmp{len(fakes)}.sock", **script))
+        return fakes[-1]
+
+    yield start
+    for fake in fakes:
+        fake.stop()
+
+
+@pytest.fixture
+def run(qemu_migrate, tmp_path: Path):
+    """Run the module against a fake QEMU with PARAMS over the defaults; the Ended it
+    raised. The module's signal handlers are put back afterwards."""
+    saved = {sig: signal.getsignal(sig) for sig in qemu_migrate.Lifeline.SIGNALS}
+
+    def go(fake: FakeQEMU, during: Callable[[Any], None] | None = None, **params: Any) -> Ended:
+        defaults = {
+            "socket": fake.path,
+            "state": "completed",
+            "uri": URI,
+            "capabilities": {},
+            "parameters": {},
+            "wait": True,
+            "timeout": 30,
+            "poll_interval": 0.01,
+            "postcopy_after_passes": None,
+            "monitor_timeout": 1,
+            "interrupt_record": None,
+        }
+        module = FakeModule({**defaults, **params})
+        worker = qemu_migrate.Migration(module)
+        if during is not None:
+            during(worker)
+        with pytest.raises(Ended) as ended:
+            worker.run()
+        ended.value.result.setdefault("warnings", module.warnings)
+        return ended.value
+
+    yield go
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def active(sent: int, sync: int = 1) -> dict:
+    return {"status": "active", "ram": {"transferred": sent, "dirty-sync-count": sync}}
+
+
+# -- a migration that ends on its own -------------------------------------------------
+
+
+def test_a_completed_migration_is_reported_with_its_timeline(run, qemu):
+    fake = qemu(states=[active(1), active(2), {"status": "completed", "total-time": 40}])
+
+    ended = run(fake)
+
+    assert not ended.failed
+    assert ended.result["status"] == "completed"
+    assert [p["status"] for p in ended.result["timeline"]] == ["active", "active", "completed"]
+    assert "cont" not in fake.names()
+
+
+def test_a_failed_precopy_migration_leaves_the_source_running_without_cont(run, qemu):
+    # QEMU restarts the source itself after a failed pre-copy migration.
+    fake = qemu(states=[active(1), {"status": "failed", "error-desc": "Broken pipe"}])
+
+    ended = run(fake)
+
+    assert ended.failed
+    assert "failed after" in ended.result["msg"] and "Broken pipe" in ended.result["msg"]
+    assert ended.result["vm_status"] == "running"
+    assert "cont" not in fake.names()
+
+
+def test_a_failed_source_left_paused_is_resumed(run, qemu):
+    def failed_and_paused(fake: FakeQEMU) -> dict:
+        fake.vm = "paused"
+        return {"status": "failed"}
+
+    fake = qemu(states=[active(1), failed_and_paused])
+
+    ended = run(fake)
+
+    assert ended.failed
+    assert fake.names().count("cont") == 1
+    assert ended.result["vm_status"] == "running"
+
+
+def test_a_migration_failed_in_postcopy_never_resumes_the_source(run, qemu):
+    def postcopy(fake: FakeQEMU) -> dict:
+        fake.vm = "postmigrate"
+        return {"status": "postcopy-active"}
+
+    fake = qemu(states=[active(1), postcopy, {"status": "failed"}])
+
+    ended = run(fake)
+
+    assert ended.failed
+    assert "in postcopy" in ended.result["msg"] and "not resumed" in ended.result["msg"]
+    assert "cont" not in fake.names()
+    assert "migrate_cancel" not in fake.names()
+
+
+# -- a migration the module stops -----------------------------------------------------
+
+
+def test_a_timeout_cancels_and_the_source_runs_on(run, qemu):
+    fake = qemu(states=[active(1)])
+
+    ended = run(fake, timeout=0.2)
+
+    assert ended.failed
+    assert "did not finish within 0.2 s (status active" in ended.result["msg"]
+    assert "cancelled and the source VM is running" in ended.result["msg"]
+    assert "migrate_cancel" in fake.names()
+    assert ended.result["timeline"], "the timeline is kept"
+
+
+def test_a_cancel_that_races_completion_reports_completed_and_never_resumes(run, qemu):
+    # The migration completes between the last poll and migrate_cancel: the destination
+    # owns the guest, so the source must stay postmigrate.
+    fake = qemu(states=[active(1)], cancel_to="completed")
+
+    ended = run(fake, timeout=0.2)
+
+    assert not ended.failed
+    assert ended.result["status"] == "completed"
+    assert any("completed before it could be cancelled" in w for w in ended.result["warnings"])
+    assert "cont" not in fake.names()
+    assert fake.vm == "postmigrate"
+
+
+def test_a_timeout_in_postcopy_neither_cancels_nor_resumes(run, qemu):
+    def postcopy(fake: FakeQEMU) -> dict:
+        fake.vm = "postmigrate"
+        return {"status": "postcopy-active", "ram": {"transferred": 5}}
+
+    fake = qemu(states=[active(1, sync=2), postcopy])
+
+    ended = run(fake, timeout=0.3, capabilities={"postcopy-ram": True}, postcopy_after_passes=1)
+
+    assert ended.failed
+    assert "did not finish within 0.3 s" in ended.result["msg"]
+    assert "in postcopy, so it is not cancelled" in ended.result["msg"]
+    assert "migrate-start-postcopy" in fake.names()
+    assert "migrate_cancel" not in fake.names()
+    assert "cont" not in fake.names()
+
+
+def test_postcopy_paused_fails_at_once_saying_where_the_guest_is(run, qemu):
+    def postcopy(fake: FakeQEMU) -> dict:
+        fake.vm = "postmigrate"
+        return {"status": "postcopy-active"}
+
+    fake = qemu(states=[active(1), postcopy, {"status": "postcopy-paused"}])
+    started = time.monotonic()
+
+    ended = run(fake, timeout=30)
+
+    assert time.monotonic() - started < 5, "it did not wait out the timeout"
+    assert ended.failed
+    assert "postcopy migration paused" in ended.result["msg"]
+    assert "guest runs on the destination (tcp:10.10.1.2:4444)" in ended.result["msg"]
+    assert "migrate_cancel" not in fake.names() and "cont" not in fake.names()
+
+
+def test_a_monitor_error_mid_follow_cancels_and_keeps_the_timeline(run, qemu):
+    # query 1 is the one before migrating; 2 and 3 are on the timeline, 4 never answers.
+    fake = qemu(states=[active(1), active(2), active(3)], slow={4})
+
+    ended = run(fake)
+
+    assert ended.failed
+    assert "the monitor failed while following the migration" in ended.result["msg"]
+    assert "timed out" in ended.result["msg"]
+    assert "cancelled and the source VM is running" in ended.result["msg"]
+    assert len(ended.result["timeline"]) == 2
+    assert "migrate_cancel" in fake.names()
+
+
+def test_an_interrupted_module_cancels_and_leaves_its_account(run, qemu, tmp_path):
+    fake = qemu(states=[active(1)])
+    record = tmp_path / "interrupted.json"
+
+    def interrupt(worker) -> None:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    ended = run(fake, during=interrupt, interrupt_record=str(record))
+
+    assert ended.failed
+    assert ended.result["interrupted"] is True
+    assert "interrupted: the module got SIGTERM" in ended.result["msg"]
+    assert "migrate_cancel" in fake.names()
+    account = json.loads(record.read_text())
+    assert account["interrupted"] is True
+    assert account["status"] == "cancelled"
+    assert account["vm_status"] == "running"
+    assert account["timeline"]
+
+
+def test_a_stalled_migration_says_no_data_moved(qemu_migrate):
+    timeline = [{"t": t / 10, "transferred": 100 if t > 5 else t} for t in range(100)]
+
+    assert qemu_migrate.stalled(timeline) == ", no data sent for the last 9 s"
+    assert qemu_migrate.stalled(timeline[:20]) == ""
+
+
+# -- what the module refuses or accepts before it migrates ----------------------------
+
+
+def test_a_postmigrate_source_whose_last_migration_failed_is_refused(run, qemu):
+    fake = qemu(vm="postmigrate", before={"status": "failed"})
+
+    ended = run(fake)
+
+    assert ended.failed
+    assert "already been migrated away (last migration: failed)" in ended.result["msg"]
+    assert "migrate" not in fake.names()
+
+
+def test_a_capability_given_as_off_stays_off(run, qemu):
+    fake = qemu()
+
+    ended = run(fake, capabilities={"multifd": "off", "auto-converge": "on"})
+
+    assert not ended.failed
+    assert fake.capabilities["multifd"] is False
+    assert fake.capabilities["auto-converge"] is True
+
+
+def test_a_capability_that_is_not_a_boolean_is_refused(run, qemu):
+    fake = qemu()
+
+    ended = run(fake, capabilities={"multifd": "maybe"})
+
+    assert ended.failed
+    assert "capabilities.multifd: 'maybe' is not a boolean" in ended.result["msg"]
+    assert "migrate" not in fake.names()
+
+
+def test_parameters_given_as_strings_get_qemus_types(run, qemu):
+    fake = qemu()
+
+    ended = run(fake, parameters={"max-bandwidth": "4000000", "multifd-channels": "4"})
+
+    assert not ended.failed
+    assert fake.parameters["max-bandwidth"] == 4000000
+    assert fake.parameters["multifd-channels"] == 4
+
+
+def test_a_parameter_that_is_not_a_number_is_refused_before_migrating(run, qemu):
+    fake = qemu()
+
+    ended = run(fake, parameters={"max-bandwidth": "fast"})
+
+    assert ended.failed
+    assert "parameters.max-bandwidth: 'fast' is not an integer" in ended.result["msg"]
+    assert "migrate" not in fake.names()
+
+
+# -- the destination ------------------------------------------------------------------
+
+
+def test_a_destination_already_listening_on_the_uri_is_accepted(run, qemu):
+    fake = qemu(vm="inmigrate")
+    run(fake, state="incoming")
+
+    again = run(fake, state="incoming")
+
+    assert not again.failed and again.result["changed"] is False
+    assert fake.names().count("migrate-incoming") == 1
+
+
+def test_a_destination_listening_elsewhere_is_refused(run, qemu):
+    fake = qemu(vm="inmigrate")
+    run(fake, state="incoming")
+
+    other = run(fake, state="incoming", uri="tcp:10.10.1.2:4445")
+
+    assert other.failed
+    assert "already listens on tcp:10.10.1.2:4444, not on tcp:10.10.1.2:4445" in other.result["msg"]
+
+
+def test_a_destination_receiving_a_migration_is_refused(run, qemu):
+    fake = qemu(vm="inmigrate", before={"status": "active"})
+
+    ended = run(fake, state="incoming")
+
+    assert ended.failed
+    assert "already receiving a migration (status active)" in ended.result["msg"]
+
+
+def test_a_bind_failure_is_not_taken_for_listening(run, qemu):
+    fake = qemu(vm="inmigrate")
+    fake._answer_incoming = fake._answer
+
+    def refuse(command: str, arguments: Any) -> dict:
+        if command == "migrate-incoming":
+            fake.commands.append((command, arguments))
+            desc = "Failed to find an available port: Address already in use"
+            return {"error": {"class": "GenericError", "desc": desc}}
+        return fake._answer_incoming(command, arguments)
+
+    fake._answer = refuse
+
+    ended = run(fake, state="incoming")
+
+    assert ended.failed
+    assert "refused to listen on tcp:10.10.1.2:4444" in ended.result["msg"]
+    assert "Address already in use" in ended.result["msg"]
+
+
+@pytest.mark.parametrize("option", ["timeout", "poll_interval"])
+@pytest.mark.parametrize("value", [0, -1, float("inf")])
+def test_main_refuses_times_that_are_not_positive_and_finite(qemu_migrate, option, value):
+    result = run_main(qemu_migrate, {"socket": "/nonexistent", "uri": URI, option: value})
+
+    assert result["failed"] is True
+    assert result["msg"].startswith(f"{option}: ")
+    assert "must be a positive, finite number of seconds" in result["msg"]
+
+
+def run_main(qemu_migrate: ModuleType, args: dict) -> dict:
+    """main() with module arguments ARGS, as Ansible runs it; its JSON result."""
+    from ansible.module_utils import basic
+    from ansible.module_utils.common.text.converters import to_bytes
+
+    out = io.StringIO()
+    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
+    basic._ANSIBLE_PROFILE = "legacy"
+    try:
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            qemu_migrate.main()
+    finally:
+        basic._ANSIBLE_ARGS = None
+    return json.loads(out.getvalue())
