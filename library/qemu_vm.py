@@ -16,6 +16,12 @@ description:
     count, since a VM started as a destination is the same machine once its guest arrived.
   - A VM whose guest has migrated away (state postmigrate) is restarted when the argv
     asks for a destination (C(-incoming)), so a migration can go back the other way.
+    So is a destination that is no longer fresh (still C(inmigrate), but an earlier run
+    told it where to listen, or it is receiving a migration), since QEMU listens only
+    once and a failed or interrupted run must not spoil the next one.
+  - The pid in the pidfile is trusted only when that process is QEMU started with this
+    very pidfile (its C(-pidfile) argument), so a stale pidfile can never make the module
+    signal another process.
   - O(state=absent) stops the VM cleanly with QMP C(quit), then SIGTERM, then SIGKILL, each
     after a wait, always by the pid in the pidfile; then removes the pidfile and sockets.
 version_added: "0.1.0"
@@ -91,6 +97,11 @@ stopped_by:
   returned: when stopped
   type: str
   sample: quit
+replaced:
+  description: Why a running VM was (or, in check mode, would be) restarted.
+  returned: when a running VM is replaced
+  type: str
+  sample: "an earlier run told it to listen on tcp:10.10.1.2:4444"
 """
 
 import contextlib
@@ -106,18 +117,30 @@ class VM:
     def __init__(self, module: AnsibleModule) -> None:
         self.module = module
         self.p = module.params
+        self.result: dict = {}
 
     def pid(self) -> int | None:
-        """QEMU's pid from the pidfile, when that process is alive and is QEMU."""
+        """QEMU's pid from the pidfile, when that process is alive and was started with
+        this pidfile: a pid the kernel has given to another process since (or another
+        QEMU's) is never taken for this VM's."""
         try:
             with open(self.p["pidfile"]) as f:
                 pid = int(f.read().strip())
         except (OSError, ValueError):
             return None
-        cmdline = self.cmdline(pid)
-        if not cmdline or "-pidfile" not in cmdline:
+        if pid <= 0:
+            return None
+        if self.pidfile_of(self.cmdline(pid)) != os.path.normpath(self.p["pidfile"]):
             return None
         return pid
+
+    @staticmethod
+    def pidfile_of(argv: list[str]) -> str | None:
+        """The -pidfile argument of a QEMU command line (normalised), or None."""
+        for index, flag in enumerate(argv[:-1]):
+            if flag in ("-pidfile", "--pidfile"):
+                return os.path.normpath(argv[index + 1])
+        return None
 
     @staticmethod
     def cmdline(pid: int) -> list[str]:
@@ -127,6 +150,24 @@ class VM:
         except OSError:
             return []
         return [a.decode(errors="replace") for a in raw.split(b"\0")[:-1]]
+
+    def spent_destination(self) -> str:
+        """Why a destination waiting for a migration (inmigrate) cannot take a new one,
+        or '' when it is fresh: QEMU listens once, and receives once."""
+        try:
+            with QMPClient(self.p["qmp"], timeout=5) as qmp:
+                info = qmp.execute("query-migrate")
+        except QMPError as exc:
+            return f"its QMP socket does not answer ({exc})"
+        if info.get("status") not in (None, "none", "setup"):
+            return f"it is receiving a migration already (status {info['status']})"
+        if info.get("socket-address") or info.get("status") == "setup":
+            where = ", ".join(
+                "{}:{}".format(a.get("type"), a.get("path") or f"{a.get('host')}:{a.get('port')}")
+                for a in info.get("socket-address") or []
+            )
+            return "an earlier run told it to listen" + (f" ({where})" if where else "")
+        return ""
 
     def status(self) -> str:
         start = time.monotonic()
@@ -227,11 +268,18 @@ class VM:
                     pid=pid,
                 )
             # A source whose guest has migrated away (postmigrate) holds nothing: asked to
-            # be a destination, it is restarted as one (a round trip's way back). Any
-            # other state of the same machine is left as it is.
-            wants_incoming = "-incoming" in self.p["argv"]
-            if diff or (wants_incoming and self.status() == "postmigrate"):
+            # be a destination, it is restarted as one (a round trip's way back); so is a
+            # destination an earlier run used. Any other state is left as it is.
+            replaced = "its command line differs" if diff else ""
+            if not diff and "-incoming" in self.p["argv"]:
+                status = self.status()
+                if status == "postmigrate":
+                    replaced = "its guest has migrated away (postmigrate)"
+                elif status == "inmigrate":
+                    replaced = self.spent_destination()
+            if replaced:
                 changed = True
+                self.result["replaced"] = replaced
                 if not self.module.check_mode:
                     self.stop(pid)
                     pid = None
@@ -239,11 +287,15 @@ class VM:
             # The status of a VM left as it runs (a read-only query); none for one that
             # would start.
             status = self.status() if pid is not None and not changed else None
-            self.module.exit_json(changed=changed, pid=pid, status=status, started=changed)
+            self.module.exit_json(
+                changed=changed, pid=pid, status=status, started=changed, **self.result
+            )
         if pid is None:
             self.start()
             pid = self.pid()
-        self.module.exit_json(changed=changed, pid=pid, status=self.status(), started=changed)
+        self.module.exit_json(
+            changed=changed, pid=pid, status=self.status(), started=changed, **self.result
+        )
 
 
 def main() -> None:
