@@ -91,6 +91,28 @@ def extra_vars(text: str) -> dict[str, Any]:
     return {name: parse_value(value)}
 
 
+def seconds(text: str) -> float:
+    """--timeout: a positive, finite number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a positive, finite number of seconds")
+    return value
+
+
+def count(text: str) -> int:
+    """--max-bandwidth, --downtime-limit: a whole number, 0 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
 def capability(text: str) -> tuple[str, bool]:
     """--capability NAME=on|off."""
     name, value = _name_and_value(text, "capability")
@@ -228,13 +250,13 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--max-bandwidth",
         metavar="BYTES",
-        type=int,
+        type=count,
         help="QEMU's max-bandwidth in bytes/s; 0 for no cap (the default)",
     )
     migrate.add_argument(
         "--downtime-limit",
         metavar="MS",
-        type=int,
+        type=count,
         help="QEMU's downtime-limit in milliseconds (default 300)",
     )
     migrate.add_argument(
@@ -263,7 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument(
         "--timeout",
         metavar="S",
-        type=float,
+        type=seconds,
         help="seconds before the migration is cancelled, the source running on (default 600)",
     )
     migrate.set_defaults(handler=_migrate)

@@ -29,6 +29,9 @@ RUN_JSON_NAME = "run.json"
 _FAILED = "runner_on_failed"
 _UNREACHABLE = "runner_on_unreachable"
 _ARG_SPEC_TASK = "Validating arguments against arg spec"
+# The check of every input before any host is touched (playbooks/validate.yml): its result
+# lists each refused variable.
+_INPUTS_ACTIONS = {"qmigrate_inputs", "ansible.legacy.qmigrate_inputs"}
 _ASSERT_ACTIONS = {"assert", "ansible.builtin.assert", "ansible.legacy.assert"}
 _ESCAPES = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -151,6 +154,9 @@ def named_variables(failed: Failure, prefixes: Iterable[str]) -> tuple[str, ...]
     """The variables a failure blames: the argument-spec options its errors name, or in any
     other message the names that begin with one of PREFIXES (role names, ``qmigrate``):
     the project prefixes every public variable so."""
+    invalid = failed.result.get("invalid")
+    if failed.action in _INPUTS_ACTIONS and isinstance(invalid, list):
+        return tuple(dict.fromkeys(str(item.get("variable")) for item in invalid))
     spec = failed.result.get("argument_spec_data")
     errors = failed.result.get("argument_errors")
     if isinstance(spec, dict) and errors:
@@ -165,7 +171,8 @@ def named_variables(failed: Failure, prefixes: Iterable[str]) -> tuple[str, ...]
 
 def _is_argument_check(failed: Failure) -> bool:
     return (
-        failed.task.startswith(_ARG_SPEC_TASK)
+        failed.action in _INPUTS_ACTIONS
+        or failed.task.startswith(_ARG_SPEC_TASK)
         or failed.action.endswith("validate_argument_spec")
         or "argument_errors" in failed.result
     )
@@ -183,7 +190,8 @@ def raise_for_failure(
     """Raise the exception that says why a failed run failed.
 
     - a host unreachable: ``InfrastructureError``;
-    - an argument spec that refused a variable: ``BadInput`` naming it;
+    - the check of every input (qmigrate_inputs), or an argument spec, that refused a
+      variable: ``BadInput`` naming it;
     - a failure after the migration role recorded a failed migration, or a failed
       verification: ``MigrationFailed`` carrying that record (a failure after a record of
       success, such as run.json not written, is not the migration's);

@@ -267,6 +267,32 @@ def test_argument_spec_failure_is_bad_input_naming_the_variable():
     assert "migration_max_bandwidth" in str(error)
 
 
+def test_the_check_of_every_input_is_bad_input_naming_each_variable():
+    res = {
+        "msg": "Refused before anything changed: migration_port: 70000 is out of range; "
+        "migration_uri: 'exec:touch /tmp/x': ...",
+        "invalid": [
+            {"variable": "migration_port", "problem": "70000 is out of range", "hosts": []},
+            {"variable": "migration_uri", "problem": "'exec:touch /tmp/x': ...", "hosts": []},
+        ],
+    }
+    events = (
+        Events()
+        .failed(
+            "Check the variables of every host and the extra vars",
+            "localhost",
+            res,
+            task_action="qmigrate_inputs",
+        )
+        .recap(failures={"localhost": 1})
+    )
+
+    error = raised(events)
+
+    assert type(error) is BadInput
+    assert error.variables == ("migration_port", "migration_uri")
+
+
 def test_failed_migration_carries_the_record_read_from_run_json(tmp_path):
     path = tmp_path / RUN_ID / "run.json"
     path.parent.mkdir()
@@ -587,7 +613,13 @@ def test_json_and_project_are_accepted_after_the_subcommand(calls, tmp_path, cap
         (["migrate", "-e", "not a var=1"], "is not a variable name"),
         (["migrate", "-e", "{not json"], "invalid JSON"),
         (["migrate", "-e", "[1, 2]"], "is not NAME=VALUE"),
-        (["migrate", "--max-bandwidth", "lots"], "invalid int value"),
+        (["migrate", "--max-bandwidth", "lots"], "'lots' is not a whole number"),
+        (["migrate", "--max-bandwidth", "-1"], "'-1' must not be negative"),
+        (["migrate", "--downtime-limit", "1.5"], "'1.5' is not a whole number"),
+        (["migrate", "--timeout", "-1"], "must be a positive, finite number of seconds"),
+        (["migrate", "--timeout", "0"], "must be a positive, finite number of seconds"),
+        (["migrate", "--timeout", "inf"], "must be a positive, finite number of seconds"),
+        (["migrate", "--timeout", "soon"], "'soon' is not a number of seconds"),
         (["lab", "sideways"], "invalid choice"),
     ],
 )
