@@ -653,6 +653,40 @@ def private_subnet(value: str) -> None:
         )
 
 
+class HostView(Mapping):
+    """One host's variables as a play on it sees them, templated when read, with the magic
+    variables (hostvars, groups) that inventory templates use. Ansible's own
+    hostvars[host] templates without hostvars, so an inventory variable built from other
+    hosts' (the lab's lab_hosts) cannot be read through it."""
+
+    def __init__(self, hostvars: Any, templar: Any, host: str) -> None:
+        self._hostvars = hostvars
+        self._templar = templar
+        self._host = host
+        self._vars: Mapping[str, Any] | None = None
+        self._engine: Any = None
+
+    def _variables(self) -> Mapping[str, Any]:
+        if self._vars is None:
+            manager = self._hostvars._variable_manager
+            host = self._hostvars._inventory.get_host(self._host)
+            self._vars = manager.get_vars(host=host, include_hostvars=True)
+            self._engine = self._templar.copy_with_new_env(available_variables=self._vars)
+        return self._vars
+
+    def __getitem__(self, name: str) -> Any:
+        return self._engine.template(self._variables()[name]) if name in self else None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._variables()
+
+    def __iter__(self) -> Any:
+        return iter(self._variables())
+
+    def __len__(self) -> int:
+        return len(self._variables())
+
+
 def load_specs(role_dirs: Iterable[str], loader: Any) -> dict[str, dict[str, Any]]:
     """Every option of every role's meta/argument_specs.yml (all entry points), and the
     study's own variables."""
@@ -676,8 +710,9 @@ class ActionModule(ActionBase):
         result = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         specs = load_specs(C.DEFAULT_ROLES_PATH, self._loader)
+        hostvars = task_vars["hostvars"]
         inputs = Inputs(
-            hostvars=task_vars["hostvars"],
+            hostvars={host: HostView(hostvars, self._templar, host) for host in hostvars},
             extra=load_extra_vars(self._loader),
             groups=task_vars.get("groups") or {},
             specs=specs,

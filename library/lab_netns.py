@@ -31,7 +31,10 @@ options:
     type: dict
     required: true
   subnet:
-    description: The lab subnet; every host address must lie inside it.
+    description:
+      - The lab subnet; every host address must lie inside it. It must be a private IPv4
+        network, and its C(unreachable) route in the root namespace is added before
+        anything else.
     type: str
     required: true
   switch:
@@ -146,6 +149,11 @@ class Lab:
             self.module.fail_json(
                 msg="subnet: {!r} is not a network: {}".format(self.p["subnet"], exc)
             )
+        if net.version != 4 or not net.is_private or net.is_loopback or net.is_link_local:
+            self.module.fail_json(
+                msg=f"subnet: {net} is not a private IPv4 network (10.0.0.0/8, 172.16.0.0/12, "
+                "192.168.0.0/16): the lab must never take addresses routed elsewhere"
+            )
         for host, cidr in self.p["hosts"].items():
             try:
                 iface = ipaddress.ip_interface(cidr)
@@ -163,6 +171,12 @@ class Lab:
 
     def present(self) -> None:
         self.validate()
+        # The root namespace's route first: from the moment a lab address exists, nothing
+        # outside the lab's namespaces can send to it.
+        unreachable = str(ipaddress.ip_network(self.p["subnet"], strict=False))
+        routes = self.ip_json("route", "show", "type", "unreachable")
+        if not any(r.get("dst") == unreachable for r in routes):
+            self.change("route", "add", "unreachable", unreachable)
         sw, br = self.p["switch"], self.p["bridge"]
         existing = self.namespaces()
         for ns in [sw, *self.p["hosts"]]:
@@ -190,13 +204,6 @@ class Lab:
 
         for host, cidr in self.p["hosts"].items():
             self.host_present(host, cidr, host not in existing)
-
-        unreachable = self.p["subnet"]
-        routes = self.ip_json("route", "show", "type", "unreachable")
-        if not any(
-            r.get("dst") == str(ipaddress.ip_network(unreachable, strict=False)) for r in routes
-        ):
-            self.change("route", "add", "unreachable", unreachable)
 
     def host_present(self, host: str, cidr: str, new_ns: bool) -> None:
         sw, br, nic = self.p["switch"], self.p["bridge"], self.p["nic"]

@@ -7,8 +7,10 @@ Artifacts (stdout, job events) are kept in a cache directory, the newest few run
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -26,6 +28,10 @@ from qmigrate.errors import BadInput, QmigrateError
 from qmigrate.events import Event, raise_for_failure, stats
 
 KEEP_ARTIFACTS = 5
+# How long an interrupted ansible-playbook gets to stop its workers (which close their SSH
+# sessions, so the modules on the hosts see their controller go and stop what they do)
+# before it is killed.
+STOP_GRACE = 30.0
 DEFAULT_INVENTORY = Path("inventory") / "lab"
 
 
@@ -144,15 +150,22 @@ def run_playbook(
 
     ON_EVENT sees each job event as it arrives (from ansible-runner's thread); TICK is
     called about every INTERVAL seconds while the playbook runs (from this thread). Ctrl-C,
-    or an exception from TICK, cancels the playbook and propagates.
+    or an exception from TICK, stops the playbook and propagates: ansible-playbook first
+    gets SIGINT, as from a terminal, which it passes on to its workers and their SSH
+    sessions (a module whose session closes stops its migration, see qemu_migrate); only
+    if it has not ended after STOP_GRACE seconds is it killed, as ansible-runner's cancel
+    does (SIGKILL, which would leave the workers and their modules running).
     """
     if not (project.root / playbook).is_file():
         raise BadInput("", "", f"no playbook {playbook} in {project.root}", variables=("playbook",))
     events: list[Event] = []
     cancelled = threading.Event()
+    playbook_pid: list[int] = []  # ansible-playbook's, from its first event
 
     def handle(event: Event) -> bool:
         events.append(event)
+        if not playbook_pid and isinstance(event.get("pid"), int):
+            playbook_pid.append(event["pid"])
         if on_event is not None:
             on_event(event)
         return True  # and keep it in the artifacts
@@ -184,8 +197,7 @@ def run_playbook(
                     tick()
                 thread.join(interval)
         except BaseException:  # Ctrl-C, or the caller's tick failed: stop the playbook too
-            cancelled.set()
-            thread.join()
+            stop_playbook(thread, playbook_pid[0] if playbook_pid else None, cancelled)
             raise
     artifacts = project.artifacts / ident
     rc = runner.rc if runner.rc is not None else -1
@@ -199,3 +211,18 @@ def run_playbook(
             artifacts=artifacts,
         )
     return PlaybookRun(playbook, str(runner.status), rc, events, artifacts)
+
+
+def stop_playbook(thread: threading.Thread, pid: int | None, cancelled: threading.Event) -> None:
+    """Stop a running playbook the way Ctrl-C in a terminal would (SIGINT to
+    ansible-playbook, which stops its workers and their SSH sessions); if it has not
+    ended within STOP_GRACE seconds, or a second Ctrl-C comes, kill it (ansible-runner's
+    cancel)."""
+    try:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+            thread.join(STOP_GRACE)
+    finally:
+        cancelled.set()
+        thread.join()
