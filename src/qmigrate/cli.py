@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -489,6 +490,10 @@ def _show_error(error: QmigrateError, out: Output) -> None:
             print(f"  ansible-runner artifacts: {error.artifacts}", file=out.stderr)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the qmigrate command with ARGV (default: sys.argv[1:]); return its exit code."""
     parser = build_parser()
@@ -497,11 +502,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as stop:  # --help, --version, or a usage error (status 2)
         return int(stop.code or 0)
     out = Output(json=args.json, stdout=sys.stdout, stderr=sys.stderr)
+    # SIGTERM stops a run as Ctrl-C does (the playbook is stopped, not orphaned).
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.handler(args, out))
     except QmigrateError as error:
         _show_error(error, out)
         return exit_code(error)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as stop:
         print("qmigrate: interrupted", file=sys.stderr)
+        record = getattr(stop, "record", None)
+        if record is not None:
+            print(f"  the run's record (status interrupted): {record}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        signal.signal(signal.SIGTERM, previous)

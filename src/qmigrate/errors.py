@@ -88,3 +88,16 @@ class MigrationFailed(PlaybookFailed):
     ) -> None:
         super().__init__(task, host, message, playbook=playbook, artifacts=artifacts)
         self.result = result
+
+
+class Interrupted(KeyboardInterrupt):
+    """The caller interrupted a playbook (Ctrl-C, or SIGTERM to the qmigrate command), which
+    was then stopped. RECORD is the run.json a migration wrote before it was interrupted
+    (its status says interrupted), when it had got that far. A KeyboardInterrupt, so that
+    code catching Ctrl-C catches it."""
+
+    def __init__(self, playbook: str, record: Path | None, artifacts: Path | None) -> None:
+        super().__init__(f"{playbook} interrupted")
+        self.playbook = playbook
+        self.record = record
+        self.artifacts = artifacts

@@ -24,8 +24,8 @@ from typing import Any
 import ansible_runner
 from ansible_runner.exceptions import AnsibleRunnerException
 
-from qmigrate.errors import BadInput, QmigrateError
-from qmigrate.events import Event, raise_for_failure, stats
+from qmigrate.errors import BadInput, Interrupted, QmigrateError
+from qmigrate.events import Event, published_run, raise_for_failure, stats
 
 KEEP_ARTIFACTS = 5
 # How long an interrupted ansible-playbook gets to stop its workers (which close their SSH
@@ -196,8 +196,12 @@ def run_playbook(
                 if tick is not None:
                     tick()
                 thread.join(interval)
-        except BaseException:  # Ctrl-C, or the caller's tick failed: stop the playbook too
+        except BaseException as stop:  # Ctrl-C, or the caller's tick failed: stop it too
             stop_playbook(thread, playbook_pid[0] if playbook_pid else None, cancelled)
+            if isinstance(stop, KeyboardInterrupt):
+                written = published_run(events)
+                record = written[1] if written is not None else None
+                raise Interrupted(playbook, record, project.artifacts / ident) from stop
             raise
     artifacts = project.artifacts / ident
     rc = runner.rc if runner.rc is not None else -1
