@@ -200,6 +200,11 @@ PARAMETERS: dict[str, tuple[Any, ...]] = {
     "decompress-threads": ("int", 1, U8),
     "block-incremental": ("bool",),
 }
+# RFC 1918's private networks: nothing else may be the lab's (not even a documentation
+# range, which Python also calls private, and which a real network may use).
+PRIVATE = tuple(
+    ipaddress.IPv4Network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
 BOOL_WORDS = {"true": True, "on": True, "yes": True, "1": True}
 BOOL_WORDS.update({"false": False, "off": False, "no": False, "0": False})
 
@@ -646,7 +651,7 @@ def private_subnet(value: str) -> None:
         net = ipaddress.IPv4Network(value, strict=False)
     except ValueError:
         raise Invalid(f"{_show(value)} is not an IPv4 network") from None
-    if not net.is_private or net.is_loopback or net.is_link_local or net.is_multicast:
+    if not any(net.subnet_of(private) for private in PRIVATE):
         raise Invalid(
             f"{_show(value)} is not a private network (10.0.0.0/8, 172.16.0.0/12, "
             "192.168.0.0/16): the lab must never take an address that is routed elsewhere"

@@ -97,6 +97,9 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 
+# The only networks the lab may take: RFC 1918's private ones.
+RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
 
 class Lab:
     def __init__(self, module: AnsibleModule) -> None:
@@ -149,7 +152,7 @@ class Lab:
             self.module.fail_json(
                 msg="subnet: {!r} is not a network: {}".format(self.p["subnet"], exc)
             )
-        if net.version != 4 or not net.is_private or net.is_loopback or net.is_link_local:
+        if net.version != 4 or not any(net.subnet_of(ipaddress.ip_network(n)) for n in RFC1918):
             self.module.fail_json(
                 msg=f"subnet: {net} is not a private IPv4 network (10.0.0.0/8, 172.16.0.0/12, "
                 "192.168.0.0/16): the lab must never take addresses routed elsewhere"

@@ -238,7 +238,7 @@ def migration_vars(
     chosen = {name: value for name, value in options.items() if value is not None}
     extra = dict(extra_vars or {})
     clashes = tuple(
-        sorted(name for name, value in chosen.items() if extra.get(name, value) != value)
+        sorted(name for name, value in chosen.items() if name in extra and extra[name] != value)
     )
     if clashes:
         raise BadInput(

@@ -18,7 +18,6 @@ from labrun import (
     run_module,
     run_playbooks,
     socat,
-    start_playbooks,
     stop_vms,
 )
 
@@ -74,20 +73,15 @@ def test_destination_not_waiting_for_a_migration(pair):
     assert_source_unharmed(run.rc)
 
 
-def test_bad_uri(pair):
-    run = run_playbooks("migrate", extra_vars={"migration_uri": "bogus:10.10.1.2:4444"})
+def test_a_uri_qemu_refuses_fails_the_run_and_keeps_the_source(pair):
+    # Allowed past the check of every input, refused by the destination's QEMU.
+    run = run_playbooks(
+        "migrate",
+        extra_vars={"migration_uri": "bogus:10.10.1.2:4444", "migration_allow_any_uri": True},
+    )
 
     assert "refused to listen on bogus:10.10.1.2:4444" in run.text
     assert_source_unharmed(run.rc)
-
-
-def test_unknown_capability_changes_nothing(pair):
-    run = run_playbooks("migrate", extra_vars={"migration_capabilities": {"warp-drive": True}})
-
-    assert "capabilities: warp-drive not supported by this QEMU" in run.text
-    assert_source_unharmed(run.rc)
-    assert "inmigrate" in hmp("labdst", "info status")
-    assert "Migration status" not in hmp("labsrc", "info migrate")
 
 
 def test_check_mode_predicts_without_migrating(pair):
@@ -97,33 +91,6 @@ def test_check_mode_predicts_without_migrating(pair):
     assert "would migrate from labsrc to labdst over tcp:10.10.1.2:4444" in run.text
     assert "VM status: paused (inmigrate)" in hmp("labdst", "info status")
     assert "Migration status" not in hmp("labsrc", "info migrate")
-
-
-def test_destination_killed_mid_migration(pair):
-    proc = start_playbooks("migrate", extra_vars=THROTTLED)
-    try:
-        deadline = time.monotonic() + 120
-        while "Migration status: active" not in hmp("labsrc", "info migrate"):
-            assert time.monotonic() < deadline, "the migration never became active"
-            assert proc.poll() is None, "the playbook ended before the migration started"
-            time.sleep(0.5)
-
-        os.kill(qemu_pid("labdst"), signal.SIGKILL)
-        out, err = proc.communicate(timeout=300)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-
-    assert "failed after" in out + err
-    assert_source_unharmed(proc.returncode)
-
-
-def test_timeout_cancels_and_keeps_the_source(pair):
-    run = run_playbooks("migrate", extra_vars={**THROTTLED, "migration_timeout": 3})
-
-    assert "did not finish within 3 s" in run.text
-    assert "cancelled and the source VM is running" in run.text
-    assert_source_unharmed(run.rc)
 
 
 def test_postcopy_after_one_pass(pair):
