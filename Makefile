@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 PLAYBOOK := $(BIN)/ansible-playbook
 
-.PHONY: setup run lab provision launch migrate teardown test lint unit molecule integration bench clean
+.PHONY: setup run lab provision launch migrate teardown test lint unit molecule integration soak bench clean
 
 ## setup: system packages and the virtual environment (idempotent)
 setup:
@@ -36,6 +36,12 @@ molecule: setup
 
 integration: setup
 	scripts/test integration
+
+## soak: the repeated trials make test runs once: each kind of fault 5 times, and 20
+## migrations back and forth under one iperf3 stream (builds the lab, removes it after)
+soak: setup
+	QMIGRATE_FAULT_TRIALS=5 QMIGRATE_PINGPONG=20 $(BIN)/pytest -q --durations=10 \
+		tests/integration/test_faults.py tests/integration/test_pingpong.py
 
 ## bench: issue 7's benchmark (not part of test): builds the lab, prints the table and writes
 ## bench/results/<stamp>.json, then tears the lab down; BENCH_ARGS="--reps 1" to pass options

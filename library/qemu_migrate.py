@@ -411,8 +411,10 @@ class Migration:
         if before.get("status") in POSTCOPY_STATES:
             self.settle()
             self.fail(
-                f"a postcopy migration from {self.where()} is {before['status']}: the guest "
-                "runs on its destination, and the source is left as it is"
+                f"a postcopy migration from {self.where()} is {before['status']}: the "
+                "guest went to its destination (and is lost if that QEMU died); the source "
+                "holds only part of it and is left as it is. Stop both VMs "
+                "(playbooks/teardown.yml) to start over"
             )
         running = before.get("status") in RUNNING_STATES
         if not running and vm_before not in MIGRATABLE:

@@ -16,7 +16,8 @@ from labrun import (
 from qmp import QMPClient, QMPError
 
 # Modules run in this order, cheap failures first: the lab's basics, then what shares one
-# lab (migrations, profiles, the dirtying guest, two pairs at once) and that lab's removal
+# lab (migrations, bad input, faults, a ping-pong, profiles, the dirtying guest, two pairs
+# at once) and that lab's removal
 # (which must stop every VM the pairs left); the API and the command, then the seed's VM
 # (a lab of their own each); then the modules that run on the builder alone, the Debian
 # image first (test_seed.py's provisioning reuses it when it runs beside them, see
@@ -24,6 +25,9 @@ from qmp import QMPClient, QMPError
 MODULE_ORDER = (
     "test_foundation.py",
     "test_migration.py",
+    "test_bad_input.py",
+    "test_faults.py",
+    "test_pingpong.py",
     "test_profile.py",
     "test_dirty_workload.py",
     "test_scale.py",
