@@ -103,7 +103,8 @@ def _drive_args(drive: dict | str, index: int) -> list[str]:
         raise _fail(f"drives[{index}].file", drive.get("file"), "must name the disk image")
     pairs = [("format", drive.get("format", "raw"))]
     pairs += [(k, v) for k, v in drive.items() if k not in ("file", "format")]
-    return ["-drive", _opts(f"file={drive['file']}", pairs)]
+    # QEMU's option syntax reads ",," as a comma that belongs to the value.
+    return ["-drive", _opts(f"file={str(drive['file']).replace(',', ',,')}", pairs)]
 
 
 def drive_files(drives: list[dict | str]) -> list[dict]:
@@ -127,6 +128,10 @@ def qemu_argv(spec: dict, incoming: bool | str = False) -> list[str]:
     for key in ("name", "accelerator", "kernel", "qmp", "monitor", "serial", "pidfile"):
         if not spec.get(key):
             raise _fail(key, spec.get(key), "is required")
+    for key in ("qmp", "monitor"):
+        if "," in str(spec[key]):
+            # The legacy chardev syntax (unix:PATH,server=on) has no escape for a comma.
+            raise _fail(key, spec[key], "must not contain a comma")
     name = str(spec["name"])
     if not NAME.match(name):
         raise _fail("name", name, "is not a valid VM name (letters, digits, '_', '.', '-')")

@@ -143,8 +143,17 @@ def test_memory_option_is_in_kib_only_when_the_size_needs_it(value, option):
         ({"nics": [{"type": "tap", "id": "n0"}]}, "nics[0].ifname"),
         ({"nics": [{"type": "bridge"}]}, "nics[0].type"),
         ({"drives": [{"format": "raw"}]}, "drives[0].file"),
+        ({"qmp": "/run/q,x/qmp.sock"}, "qmp"),
     ],
 )
 def test_bad_spec_is_refused_naming_the_key(change, named):
     with pytest.raises(AnsibleFilterError, match=re.escape(f"VM spec {named}: ")):
         qemu_argv({**SEED_SPEC, **change})
+
+
+def test_a_comma_in_a_disk_path_is_escaped_for_qemu():
+    spec = dict(SEED_SPEC, drives=[{"file": "/proj/a,b/disk.img", "format": "raw"}])
+
+    argv = qemu_argv(spec)
+
+    assert argv[argv.index("-drive") + 1] == "file=/proj/a,,b/disk.img,format=raw"
