@@ -11,6 +11,7 @@ before, and no task run on any lab host.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 from conftest import monitor_state
-from labrun import ROOT, lab_namespaces, run_playbooks
+from labrun import ENV, ROOT, lab_namespaces, run_playbooks
 
 from qmigrate import api
 from qmigrate.errors import BadInput
@@ -219,3 +220,33 @@ def test_numbers_and_booleans_given_as_strings_migrate(pair):
     assert record["parameters"]["max-bandwidth"] == 400000000
     assert record["parameters"]["downtime-limit"] == 500
     assert record["capabilities"]["auto-converge"] is False
+
+
+def test_the_lab_takes_only_a_private_subnet_and_its_route_comes_first():
+    """lab_netns itself (check mode: nothing is built), for a lab that does not exist."""
+    hosts = {"qmtestsrc": "10.99.0.1/24"}
+    args = {"hosts": hosts, "subnet": "10.99.0.0/24", "switch": "qmtestsw"}
+
+    planned = run_playbooks_module(args)
+    public = run_playbooks_module(
+        {**args, "hosts": {"qmtestsrc": "8.8.8.1/24"}, "subnet": "8.8.8.0/24"}
+    )
+
+    assert planned["actions"][0] == "ip route add unreachable 10.99.0.0/24"
+    assert public["failed"] is True
+    assert "8.8.8.0/24 is not a private IPv4 network" in public["msg"]
+
+
+def run_playbooks_module(args: dict) -> dict:
+    """lab_netns on localhost in check mode; its result."""
+    argv = ["ansible", "localhost", "-m", "lab_netns", "-a", json.dumps(args), "--check"]
+    proc = subprocess.run(
+        argv,
+        cwd=ROOT,
+        env={**os.environ, **ENV},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return json.loads(proc.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
