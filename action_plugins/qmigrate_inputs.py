@@ -34,22 +34,9 @@ from ansible.utils.vars import load_extra_vars
 
 # -- what a spec cannot say -----------------------------------------------------------
 
-# The study's own variables (no role owns them; inventories and -e set them).
-STUDY_SPEC: dict[str, dict[str, Any]] = {
-    "qmigrate_source": {"type": "str"},
-    "qmigrate_destination": {"type": "str"},
-    "qmigrate_reverse": {"type": "bool"},
-    "qmigrate_vm_count": {"type": "int"},
-    "qmigrate_vm_name": {"type": "str"},
-    "qmigrate_profile": {"type": "str", "choices": ["minimal", "seed"]},
-    "qmigrate_prepare": {"type": "str", "choices": ["auto", "always"]},
-    "qmigrate_project_group": {"type": "str"},
-    "qmigrate_results_dir": {"type": "path"},
-    "qmigrate_guest_kernel": {"type": "path"},
-    "qmigrate_guest_initrd": {"type": "path"},
-    "qmigrate_guest_disk": {"type": "path"},
-    "experiment_address": {"type": "str"},
-}
+# The study's own variables (no role owns them; inventories and -e set them): their spec,
+# written like a role's.
+STUDY_SPEC_FILE = os.path.join(os.path.dirname(__file__), "..", "playbooks", "study_spec.yml")
 
 INF = math.inf
 # name: (lowest, highest, whether the lowest itself is refused)
@@ -694,16 +681,18 @@ class HostView(Mapping):
 
 def load_specs(role_dirs: Iterable[str], loader: Any) -> dict[str, dict[str, Any]]:
     """Every option of every role's meta/argument_specs.yml (all entry points), and the
-    study's own variables."""
+    study's own variables (playbooks/study_spec.yml)."""
+    paths = [
+        path
+        for roles in role_dirs
+        for path in sorted(glob.glob(os.path.join(roles, "*", "meta", "argument_specs.yml")))
+    ]
     specs: dict[str, dict[str, Any]] = {}
-    for roles in role_dirs:
-        for path in sorted(glob.glob(os.path.join(roles, "*", "meta", "argument_specs.yml"))):
-            data = loader.load_from_file(path) or {}
-            for entry in (data.get("argument_specs") or {}).values():
-                for name, option in (entry.get("options") or {}).items():
-                    specs.setdefault(name, dict(option))
-    specs.update(STUDY_SPEC)
-    specs.setdefault(URI_OPT_IN, {"type": "bool"})
+    for path in [*paths, STUDY_SPEC_FILE]:
+        data = loader.load_from_file(path) or {}
+        for entry in (data.get("argument_specs") or {}).values():
+            for name, option in (entry.get("options") or {}).items():
+                specs.setdefault(name, dict(option))
     return specs
 
 

@@ -224,7 +224,9 @@ def main(argv: list[str] | None = None) -> int:
         if not args.keep_lab:
             lab.down()
     table = render(report)
-    (out / "table.md").write_text(table)
+    # Beside the JSON (both kept in git), and as latest.md, which docs/benchmark.md links.
+    for name in (f"{stamp}.md", "latest.md"):
+        (args.results / name).write_text(table)
     print(table)
-    print(f"[bench] wrote {args.results / f'{stamp}.json'}")
+    print(f"[bench] wrote {args.results / f'{stamp}.json'} and {args.results / f'{stamp}.md'}")
     return 0
