@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -37,7 +38,13 @@ def process():
     def start(*args: str) -> int:
         code = "import time; time.sleep(60)"
         started.append(subprocess.Popen([sys.executable, "-c", code, *args]))
-        return started[-1].pid
+        pid = started[-1].pid
+        # Popen may return before the exec has set the child's command line.
+        deadline = time.monotonic() + 5
+        while not Path(f"/proc/{pid}/cmdline").read_bytes().strip(b"\0"):
+            assert time.monotonic() < deadline, "the process never got its command line"
+            time.sleep(0.01)
+        return pid
 
     yield start
     for proc in started:
