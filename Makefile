@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 PLAYBOOK := $(BIN)/ansible-playbook
 
-.PHONY: setup run lab provision launch migrate teardown test lint unit molecule integration soak bench clean
+.PHONY: setup run lab provision launch migrate_vms teardown test lint unit molecule integration soak bench clean
 
 ## setup: system packages and the virtual environment (idempotent)
 setup:
@@ -18,7 +18,9 @@ setup:
 run: setup
 	$(PLAYBOOK) migrate.yml
 
-lab provision launch migrate teardown: setup
+## lab, provision, launch, migrate_vms (migrate the VMs that run, and verify them), teardown:
+## one playbook of playbooks/
+lab provision launch migrate_vms teardown: setup
 	$(PLAYBOOK) playbooks/$@.yml
 
 ## test: the whole test suite (lint, unit, molecule role tests, integration on the lab)

@@ -95,7 +95,7 @@ def test_dirtying_guest_migrates_and_keeps_dirtying(provisioned):
     assert launched.rc == 0, launched.text[-4000:]
     assert len(wait_for_reports("labsrc", 2)) >= 2
 
-    run = run_playbooks("migrate", extra_vars={**dirtying_guest(), "migration_profile": False})
+    run = run_playbooks("migrate_vms", extra_vars={**dirtying_guest(), "migration_profile": False})
 
     assert run.rc == 0, run.text[-4000:]
     assert qmp_status("labdst") == "running"

@@ -47,7 +47,7 @@ def assert_source_unharmed(rc: int) -> None:
 def test_destination_not_started(pair):
     stop_vms("labdst")
 
-    run = run_playbooks("migrate")
+    run = run_playbooks("migrate_vms")
 
     assert "cannot reach the monitor of the VM at /run/qmigrate/labdst/vm0" in run.text
     assert_source_unharmed(run.rc)
@@ -67,7 +67,7 @@ def test_destination_not_waiting_for_a_migration(pair):
     )
     assert started.rc == 0, started.text[-3000:]
 
-    run = run_playbooks("migrate")
+    run = run_playbooks("migrate_vms")
 
     assert "is prelaunch, not waiting for a migration (inmigrate)" in run.text
     assert_source_unharmed(run.rc)
@@ -76,7 +76,7 @@ def test_destination_not_waiting_for_a_migration(pair):
 def test_a_uri_qemu_refuses_fails_the_run_and_keeps_the_source(pair):
     # Allowed past the check of every input, refused by the destination's QEMU.
     run = run_playbooks(
-        "migrate",
+        "migrate_vms",
         extra_vars={"migration_uri": "bogus:10.10.1.2:4444", "migration_allow_any_uri": True},
     )
 
@@ -85,7 +85,7 @@ def test_a_uri_qemu_refuses_fails_the_run_and_keeps_the_source(pair):
 
 
 def test_check_mode_predicts_without_migrating(pair):
-    run = run_playbooks("migrate", options=("--check",))
+    run = run_playbooks("migrate_vms", options=("--check",))
 
     assert run.rc == 0, run.text[-4000:]
     assert "would migrate from labsrc to labdst over tcp:10.10.1.2:4444" in run.text
@@ -94,7 +94,7 @@ def test_check_mode_predicts_without_migrating(pair):
 
 
 def test_postcopy_after_one_pass(pair):
-    run = run_playbooks("migrate", extra_vars={**THROTTLED, "migration_postcopy": True})
+    run = run_playbooks("migrate_vms", extra_vars={**THROTTLED, "migration_postcopy": True})
 
     assert run.rc == 0, run.text[-4000:]
     record = latest_run()

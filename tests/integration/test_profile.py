@@ -73,8 +73,8 @@ def test_a_stream_cut_at_the_destination_is_reported_as_broken(pair):
     guest is cut off from the network on arrival."""
     in_namespace("labdst", "ip", "link", "set", "tap0", "nomaster")
     try:
-        # playbooks/migrate.yml only: the root migrate.yml's provisioning would mend it.
-        run = run_playbooks("migrate")
+        # playbooks/migrate_vms.yml only: the root migrate.yml's provisioning would mend it.
+        run = run_playbooks("migrate_vms")
     finally:
         in_namespace("labdst", "ip", "link", "set", "tap0", "master", "br0")
 
@@ -99,7 +99,7 @@ def test_a_failed_migration_is_profiled_and_the_stream_on_the_source_survives(pa
     """Cancelled after 3 s (throttled to 4 MB/s): the source runs on, and so does the
     client's connection to its guest; the failed run still gets its profile."""
     run = run_playbooks(
-        "migrate",
+        "migrate_vms",
         extra_vars={
             "migration_max_bandwidth": 4_000_000,
             "migration_timeout": 3,

@@ -61,7 +61,7 @@ def stop_all_vms() -> None:
 
 def migrated(extra_vars: dict) -> dict:
     """Migrate with EXTRA_VARS; the run's record, completed and with no failed check."""
-    run = run_playbooks("migrate", extra_vars=extra_vars)
+    run = run_playbooks("migrate_vms", extra_vars=extra_vars)
     assert run.rc == 0, run.text[-4000:]
     record = json.loads((ROOT / "results" / "latest" / "run.json").read_text())
     assert record["status"] == "completed"
@@ -165,7 +165,7 @@ def test_same_host_migration_with_the_seeds_devices(seed_lab):
 
 
 def test_same_host_migration_has_no_way_back(seed_lab):
-    run = run_playbooks("migrate", extra_vars={**SAME_HOST, "qmigrate_reverse": True})
+    run = run_playbooks("migrate_vms", extra_vars={**SAME_HOST, "qmigrate_reverse": True})
 
     assert run.rc != 0
     assert "has no way back" in run.text
