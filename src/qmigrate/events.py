@@ -23,7 +23,7 @@ Event = dict[str, Any]
 # holding the whole record; the copy that writes run.json reports its dest.
 RUN_STAT = "qmigrate_run"
 RUN_JSON_STAT = "qmigrate_run_json"
-RUN_FACT = "__migration_record"
+RUN_FACT = "migration_result"
 RUN_JSON_NAME = "run.json"
 
 _FAILED = "runner_on_failed"
@@ -64,7 +64,7 @@ def published_run(events: Sequence[Event]) -> tuple[dict[str, Any], Path | None]
     """The run record the migration role published and where it wrote run.json.
 
     The role's set_stats data (the record without timeline and events, and the path) is
-    preferred; without it, the record comes from the set_fact of ``__migration_record``
+    preferred; without it, the record comes from the set_fact of ``migration_result``
     and the path from the copy task that wrote run.json.
     """
     recap = stats(events) or {}

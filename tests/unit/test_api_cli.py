@@ -121,7 +121,7 @@ def fact_event(events: Events, rec: dict[str, Any]) -> Events:
     return events.ok(
         "Assemble the run's record",
         "labsrc",
-        {"ansible_facts": {"__migration_record": rec}},
+        {"ansible_facts": {"migration_result": rec}},
         role="migration",
         task_action="ansible.builtin.set_fact",
     )
