@@ -580,8 +580,9 @@ class Migration:
             except QMPError:
                 self.reconnect()  # the connection may be what failed; cancel once more
                 self.mon.cancel()
-            final = self.wait_final()
-            self.result["stats"] = summary(self.settled_stats(final))
+            final = self.settled_stats(self.wait_final())
+            self.result["stats"] = summary(final)
+            self.record_end(final)
             if final.get("status") == "completed":
                 self.settle()
                 warning = (
@@ -614,6 +615,17 @@ class Migration:
                 "migration stands is unknown, and the source VM was not resumed",
                 status="unknown",
             )
+
+    def record_end(self, final: dict) -> None:
+        """The end of a stopped migration on its timeline and among its events (QEMU's
+        MIGRATION cancelled, ...), so that a record says when it ended."""
+        start = self.result.get("started")
+        if start is None:
+            return
+        self.result.setdefault("timeline", []).append(sample(final, start))
+        self.result.setdefault("events", []).extend(
+            event_point(ev, start) for ev in self.mon.events()
+        )
 
     def wait_final(self) -> dict:
         deadline = time.monotonic() + SETTLE_SECONDS

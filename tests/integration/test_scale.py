@@ -38,10 +38,10 @@ def plays(run) -> list[str]:
 @pytest.mark.parametrize(
     ("extra_vars", "message"),
     [
-        ({"qmigrate_vm_count": 0}, "qmigrate_vm_count must be 1 to 32, got 0"),
+        ({"qmigrate_vm_count": 0}, "qmigrate_vm_count: 0 is out of range (at least 1, at most 32)"),
         (
             {"qmigrate_vm_count": 2, "qmigrate_profile": "seed"},
-            "qmigrate_vm_count 2: more than one VM needs the minimal profile",
+            "qmigrate_vm_count: 2: more than one VM needs the minimal profile",
         ),
     ],
     ids=["zero", "seed-profile"],
@@ -55,7 +55,7 @@ def test_a_count_it_cannot_serve_is_refused_before_anything_is_built(
 
     assert run.rc != 0
     assert message in run.text, run.text[-3000:]
-    assert plays(run) == ["Tell whether the VMs already run"]
+    assert plays(run) == ["Check every input of the run"]
     assert qemu_pidfiles() == before
 
 

@@ -317,7 +317,8 @@ def test_a_timeout_cancels_and_the_source_runs_on(run, qemu):
     assert "did not finish within 0.2 s (status active" in ended.result["msg"]
     assert "cancelled and the source VM is running" in ended.result["msg"]
     assert "migrate_cancel" in fake.names()
-    assert ended.result["timeline"], "the timeline is kept"
+    assert ended.result["timeline"][0]["status"] == "active", "the timeline is kept"
+    assert ended.result["timeline"][-1]["status"] == "cancelled", "and says when it ended"
 
 
 def test_a_cancel_that_races_completion_reports_completed_and_never_resumes(run, qemu):
@@ -378,7 +379,8 @@ def test_a_monitor_error_mid_follow_cancels_and_keeps_the_timeline(run, qemu):
     assert "the monitor failed while following the migration" in ended.result["msg"]
     assert "timed out" in ended.result["msg"]
     assert "cancelled and the source VM is running" in ended.result["msg"]
-    assert len(ended.result["timeline"]) == 2
+    statuses = [point["status"] for point in ended.result["timeline"]]
+    assert statuses == ["active", "active", "cancelled"]  # the two before, and the end
     assert "migrate_cancel" in fake.names()
 
 
