@@ -95,6 +95,27 @@ options:
     description: Seconds to wait for the monitor to connect and to answer each command.
     type: float
     default: 10
+  allow_running:
+    description:
+      - With O(state=incoming), report a destination whose VM already runs (the guest
+        arrived there in an earlier run) with C(changed=false) and RV(vm_status)
+        C(running), instead of failing. The caller then tells the source so with
+        O(expect_migrated).
+    type: bool
+    default: false
+  expect_migrated:
+    description:
+      - With O(state=completed), the destination already runs the guest, so this source
+        must have migrated; if it has not, fail at once (two VMs would run the guest)
+        instead of starting a migration nobody listens for.
+    type: bool
+    default: false
+  serial_log:
+    description:
+      - With O(state=completed), the VM's serial console log on this host; the last 64 KiB
+        of it are returned as RV(serial_tail) once the migration has completed (the
+        guest's last words here), sparing a second module run to read them.
+    type: path
   interrupt_record:
     description:
       - With O(state=completed), a file on this host where the module leaves its result
@@ -188,6 +209,10 @@ interrupted:
   description: Whether the migration was stopped because the controller went away.
   returned: when a followed migration was stopped
   type: bool
+serial_tail:
+  description: The last 64 KiB of O(serial_log) after the migration completed.
+  returned: with O(serial_log), when the migration completed (now or before)
+  type: str
 """
 
 import contextlib
@@ -219,6 +244,8 @@ from ansible.module_utils.migration import (
 MIGRATABLE = ("running", "paused")
 # How long QEMU gets to settle a cancel (cancelling -> cancelled) and resume the source.
 SETTLE_SECONDS = 10
+# How much of the end of the serial log serial_tail returns.
+SERIAL_TAIL = 65536
 
 
 def event_point(event: dict, start: float) -> dict:
@@ -354,6 +381,9 @@ class Migration:
     # -- destination ---------------------------------------------------------
     def incoming(self) -> None:
         status = self.mon.status()
+        if status == "running" and self.p["allow_running"]:
+            self.settle()
+            self.module.exit_json(changed=False, status="running", **self.result)
         if status != "inmigrate":
             self.fail(
                 f"the destination VM at {self.where()} is {status}, not waiting for a "
@@ -391,9 +421,22 @@ class Migration:
     # -- source --------------------------------------------------------------
     def completed(self) -> None:
         before = self.mon.query()
+        if before.get("status") == "cancelling":
+            # An earlier migration winds down (multifd's channels wait for their sockets,
+            # which a cut link holds): it is not one to follow, and QEMU starts no other
+            # until it has ended.
+            before = self.wait_final()
+            if before.get("status") == "cancelling":
+                self.settle()
+                self.fail(
+                    f"an earlier migration from {self.where()} is still being cancelled "
+                    f"after {SETTLE_SECONDS} s (status cancelling; its connection may be "
+                    "cut): try again once it has ended"
+                )
         vm_before = self.mon.status()
         if before.get("status") == "completed" and vm_before == "postmigrate":
             self.settle()
+            self.read_serial_tail()
             self.module.exit_json(
                 changed=False,
                 status="completed",
@@ -402,6 +445,13 @@ class Migration:
                 events=[],
                 msg="the VM has already migrated",
                 **self.result,
+            )
+        if self.p["expect_migrated"]:
+            self.settle()
+            self.fail(
+                f"the destination already runs the guest, but the source at {self.where()} "
+                f"has not migrated (it is {vm_before}, its last migration "
+                f"{before.get('status', 'none')}): two VMs would run one guest; stop one"
             )
         if vm_before == "inmigrate":
             self.fail(
@@ -554,7 +604,20 @@ class Migration:
                 status=stats["status"],
             )
         self.settle()
+        self.read_serial_tail()
         self.module.exit_json(changed=True, status="completed", **self.result)
+
+    def read_serial_tail(self) -> None:
+        path = self.p["serial_log"]
+        if not path:
+            return
+        try:
+            with open(path, "rb") as log:
+                log.seek(0, 2)
+                log.seek(max(0, log.tell() - SERIAL_TAIL))
+                self.result["serial_tail"] = log.read().decode(errors="replace")
+        except OSError as exc:
+            self.module.warn(f"cannot read the serial log {path}: {exc}")
 
     def abort(self, reason: str, vm_before: str, postcopy: bool) -> None:
         """Stop a migration that must not go on, without ever leaving two live copies of
@@ -753,6 +816,9 @@ def main() -> None:
             postcopy_after_passes=dict(type="int"),
             monitor_timeout=dict(type="float", default=10),
             interrupt_record=dict(type="path"),
+            allow_running=dict(type="bool", default=False),
+            expect_migrated=dict(type="bool", default=False),
+            serial_log=dict(type="path"),
         ),
         required_if=[("state", "incoming", ["uri"]), ("state", "completed", ["uri"])],
         supports_check_mode=True,

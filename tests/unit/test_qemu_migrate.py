@@ -231,6 +231,9 @@ def run(qemu_migrate, tmp_path: Path):
             "postcopy_after_passes": None,
             "monitor_timeout": 1,
             "interrupt_record": None,
+            "allow_running": False,
+            "expect_migrated": False,
+            "serial_log": None,
         }
         module = FakeModule({**defaults, **params})
         worker = qemu_migrate.Migration(module)
@@ -540,3 +543,61 @@ def run_main(qemu_migrate: ModuleType, args: dict) -> dict:
     finally:
         basic._ANSIBLE_ARGS = None
     return json.loads(out.getvalue())
+
+
+# -- a destination that already runs the guest ---------------------------------------
+
+
+def test_a_running_destination_is_reported_when_allowed(run, qemu):
+    fake = qemu(vm="running")
+
+    refused = run(fake, state="incoming")
+    allowed = run(fake, state="incoming", allow_running=True)
+
+    assert refused.failed and "is running, not waiting for a migration" in refused.result["msg"]
+    assert not allowed.failed
+    assert (allowed.result["changed"], allowed.result["vm_status"]) == (False, "running")
+    assert "migrate-incoming" not in fake.names()
+
+
+def test_a_source_that_has_not_migrated_is_refused_when_its_guest_runs_elsewhere(run, qemu):
+    fake = qemu(vm="running")
+
+    ended = run(fake, expect_migrated=True)
+
+    assert ended.failed
+    assert "two VMs would run one guest" in ended.result["msg"]
+    assert "migrate" not in fake.names()
+
+
+def test_a_migrated_source_returns_the_end_of_its_serial_log(run, qemu, tmp_path):
+    log = tmp_path / "serial.log"
+    log.write_text("x" * 70000 + "qmigrate-heartbeat 42 4.2\n")
+    fake = qemu(states=[active(1), {"status": "completed", "total-time": 5}])
+
+    ended = run(fake, serial_log=str(log))
+    again = run(fake, serial_log=str(log), expect_migrated=True)
+
+    assert ended.result["serial_tail"].endswith("qmigrate-heartbeat 42 4.2\n")
+    assert len(ended.result["serial_tail"]) == 65536
+    assert again.result["msg"] == "the VM has already migrated"
+    assert again.result["serial_tail"] == ended.result["serial_tail"]
+
+
+def test_a_migration_still_being_cancelled_is_waited_for_then_a_new_one_starts(run, qemu):
+    # QEMU 7.2 with multifd stays 'cancelling' until its channels' sockets give up.
+    fake = qemu(before={"status": "cancelling"}, states=[active(1), {"status": "completed"}])
+    fake._query_before = fake._query
+
+    def ending(fake_qemu=fake):
+        if not fake_qemu.started and fake_qemu.queries >= 3:
+            fake_qemu.migration = {"status": "cancelled"}
+        return fake_qemu._query_before()
+
+    fake._query = ending
+
+    ended = run(fake)
+
+    assert not ended.failed, ended.result["msg"]
+    assert ended.result["status"] == "completed"
+    assert "migrate" in fake.names()
