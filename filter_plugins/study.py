@@ -86,9 +86,20 @@ def qmigrate_vm_taps(count: int) -> list[str]:
     return [vm[key] for vm in qmigrate_vms(count) for key in ("tap", "colocated_tap")]
 
 
+def qmigrate_pending(pairs: list[dict], checked: dict, side: str) -> list[dict]:
+    """The PAIRS whose VM on this SIDE (source: the pair's name; destination: its
+    destination's) does not run as asked, by CHECKED (the vm role's vm_result): what
+    launch.yml still has to start. A VM not checked counts as not running as asked."""
+    if side not in ("source", "destination"):
+        raise AnsibleFilterError(f"qmigrate_pending: side {side!r} is not source or destination")
+    key = "name" if side == "source" else "destination"
+    return [pair for pair in pairs if not (checked.get(pair[key]) or {}).get("as_asked")]
+
+
 class FilterModule:
     def filters(self):
         return {
             "qmigrate_vms": qmigrate_vms,
             "qmigrate_vm_taps": qmigrate_vm_taps,
+            "qmigrate_pending": qmigrate_pending,
         }

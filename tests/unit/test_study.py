@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from filter_plugins.study import qmigrate_vm_taps, qmigrate_vms
+from filter_plugins.study import qmigrate_pending, qmigrate_vm_taps, qmigrate_vms
 
 
 def test_one_vm_is_the_seeds():
@@ -87,3 +87,23 @@ def test_numbering_follows_the_first_vms_settings():
 def test_bad_input_is_refused_naming_it(args, message):
     with pytest.raises(AnsibleFilterError, match=message.replace(".", r"\.")):
         qmigrate_vms(*args)
+
+
+def test_pending_pairs_are_those_whose_vm_here_does_not_run_as_asked():
+    pairs = qmigrate_vms(3)
+    checked = {
+        "vm0": {"as_asked": True},
+        "vm1": {"as_asked": False, "why": "its command line differs"},
+        "vm2": {"as_asked": True},
+    }
+
+    at_source = qmigrate_pending(pairs, checked, "source")
+    at_destination = qmigrate_pending(pairs, {"vm0": {"as_asked": True}}, "destination")
+
+    assert [p["name"] for p in at_source] == ["vm1"]
+    assert [p["name"] for p in at_destination] == ["vm1", "vm2"]  # not checked: start them
+
+
+def test_pending_refuses_an_unknown_side():
+    with pytest.raises(AnsibleFilterError, match="is not source or destination"):
+        qmigrate_pending([], {}, "client")
