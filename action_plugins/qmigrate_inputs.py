@@ -44,6 +44,7 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "migration_port": (1, 65535, False),
     "migration_max_bandwidth": (0, 2**64 - 1, False),
     "migration_downtime_limit": (0, 2_000_000, False),  # QEMU's limit: 2000 s
+    "migration_multifd_channels": (1, 255, False),
     "migration_postcopy_after_passes": (1, 10_000, False),
     "migration_timeout": (0, 1e6, True),
     "migration_poll_interval": (0, 60, True),
