@@ -27,12 +27,13 @@ from bench.methods import (
     migrate_once,
     scale_once,
 )
+from bench.overhead import run_overhead
 from bench.table import render, scale_method, summarise
 
 # The lab's seed VM: 256 MiB plus 4 KiB, like inventory/lab (QEMU 7.2's TCG bug).
 SEED_VM = Guest("256 MiB idle", "262148K")
 SIZES = [SEED_VM, Guest("1 GiB idle", "1048580K"), Guest("2 GiB idle", "2097156K")]
-PARTS = ("compare", "sizes", "scale")
+PARTS = ("overhead", "compare", "sizes", "scale")
 # N VM pairs migrating in one run
 SCALE = (1, 2, 4)
 
@@ -74,7 +75,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--parts",
         default=",".join(PARTS),
-        help="comma-separated: compare (seed vs qmigrate vs multifd, link, overhead), "
+        help="comma-separated: overhead (migrate.yml's cost beyond QEMU's time, beside the "
+        "floor of an empty play and one module run, and where it goes), "
+        "compare (seed vs qmigrate vs multifd, link, no-op runs), "
         "sizes (256 MiB / 1 GiB / 2 GiB, dirtying, auto-converge, postcopy), "
         "scale (1, 2 and 4 VM pairs in one run)",
     )
@@ -197,6 +200,10 @@ def main(argv: list[str] | None = None) -> int:
     lab.up()
     try:
         report["link_mbps"] = [link_capacity()]
+        if "overhead" in args.parts:
+            report["overhead"] = run_overhead(
+                lab, SEED_VM, out / "overhead", args.reps, args.timeout
+            )
         if "compare" in args.parts:
             plan = [(SEED_VM, m) for m in (SEED, DEFAULTS, *MULTIFD)]
             records += run_series(lab, out, "compare", plan, args.reps, args.timeout)

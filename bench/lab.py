@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -61,6 +62,9 @@ class Playbook:
     # The whole machine's CPU time while it ran, as a share of all its cores' time: the
     # controller, the lab's hosts (their modules run on this machine too) and the VMs.
     machine_busy_pct: float | None = None
+    # The controller's own CPU time (ansible-playbook, its workers and SSH clients; not
+    # the SSH masters nor the modules on the hosts), as a share of all the cores' time.
+    controller_cpu_pct: float | None = None
 
 
 def cpu_times() -> tuple[int, int]:
@@ -91,8 +95,9 @@ class Lab:
             "PATH": f"{venv}:{os.environ.get('PATH', '')}",
             "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
             "ANSIBLE_NOCOLOR": "1",
-            # Per-task times in the logs, for the overhead breakdown.
+            # Per-task times in the logs (all of them), for the overhead breakdown.
             "ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+            "PROFILE_TASKS_TASK_OUTPUT_LIMIT": "all",
             # SSH masters of this run only: one left from a lab torn down less than
             # ControlPersist ago would still lead into that lab's deleted namespaces.
             "ANSIBLE_SSH_CONTROL_PATH_DIR": str(self.logs.parent / "cp"),
@@ -110,6 +115,7 @@ class Lab:
             out.write(" ".join(argv) + "\n")
             out.flush()
             started, cpu_before = time.monotonic(), cpu_times()
+            children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
             proc = subprocess.run(
                 argv,
                 cwd=ROOT,
@@ -120,7 +126,19 @@ class Lab:
                 check=False,
             )
             seconds = time.monotonic() - started
-        return Playbook(argv, proc.returncode, seconds, log, busy_pct(cpu_before, cpu_times()))
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        controller = (children.ru_utime - children_before.ru_utime) + (
+            children.ru_stime - children_before.ru_stime
+        )
+        cores = os.cpu_count() or 1
+        return Playbook(
+            argv,
+            proc.returncode,
+            seconds,
+            log,
+            busy_pct(cpu_before, cpu_times()),
+            round(100 * controller / (seconds * cores), 1) if seconds else None,
+        )
 
     def _vars_file(self, extra: dict[str, Any]) -> Path:
         path = self.logs / f"vars-{self._count + 1:03d}.json"

@@ -41,22 +41,25 @@ class Method:
     capabilities: dict[str, bool] = field(default_factory=dict)
     parameters: dict[str, Any] = field(default_factory=dict)
     postcopy: bool = False
+    # Other migration role variables (migration_multifd_channels, ...).
+    variables: dict[str, Any] = field(default_factory=dict)
 
     def extra_vars(self) -> dict[str, Any]:
         return {
             "migration_capabilities": self.capabilities,
             "migration_parameters": self.parameters,
             "migration_postcopy": self.postcopy,
+            **self.variables,
         }
 
 
 SEED = Method("seed (HMP, QEMU defaults)", kind="seed")
+# qmigrate's defaults: no bandwidth cap and multifd with 4 channels (roles/migration).
 DEFAULTS = Method("qmigrate defaults")
+# The same in one stream (qmigrate's defaults before multifd), and in 2.
 MULTIFD = [
-    Method(
-        f"qmigrate multifd {n}", capabilities={"multifd": True}, parameters={"multifd-channels": n}
-    )
-    for n in (2, 4)
+    Method("qmigrate one stream", variables={"migration_multifd_channels": 1}),
+    Method("qmigrate multifd 2", variables={"migration_multifd_channels": 2}),
 ]
 AUTO_CONVERGE = Method("qmigrate auto-converge", capabilities={"auto-converge": True})
 POSTCOPY = Method("qmigrate postcopy", postcopy=True)
@@ -71,6 +74,7 @@ def capped(method: Method, mib_s: int) -> Method:
         method.capabilities,
         {**method.parameters, "max-bandwidth": mib_s * 2**20},
         method.postcopy,
+        method.variables,
     )
 
 

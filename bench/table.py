@@ -193,6 +193,7 @@ def render(report: dict[str, Any]) -> str:
         if failed:
             why = "; ".join(failed + row["errors"])[:300]
             lines.append(f"|  |  | not completed: {why} |")
+    lines += overhead_lines(report.get("overhead"))
     lines.append("")
     lines.append("Targets (same run):")
     for name, target in summary["targets"].items():
@@ -202,3 +203,52 @@ def render(report: dict[str, Any]) -> str:
         note = f" - {target['note']}" if "note" in target else ""
         lines.append(f"- {name}: {shown}{extra}, target {target['target']}{note}")
     return "\n".join(lines) + "\n"
+
+
+def _seconds(values: list[float | None]) -> str:
+    """Median (min-max) to the hundredth: the orchestration's figures are a few seconds."""
+    known = [v for v in values if v is not None]
+    if not known:
+        return "-"
+    median, low, high = statistics.median(known), min(known), max(known)
+    return f"{median:.2f}" if low == high else f"{median:.2f} ({low:.2f}-{high:.2f})"
+
+
+def overhead_lines(overhead: dict[str, Any] | None) -> list[str]:
+    """The orchestration's cost beside the floor (bench/overhead.py), and where it goes."""
+    if not overhead:
+        return []
+    lines = [
+        "",
+        f"Orchestration ({overhead['reps']} repetitions, medians (min-max), seconds):",
+        "",
+        "| what | wall s | multiple of the empty play | target |",
+        "|---|---|---|---|",
+        f"| floor: empty play on localhost | {_seconds(overhead['floor_empty_s'])} | 1 | - |",
+        f"| floor: one module on a lab host | {_seconds(overhead['floor_module_s'])} | - | - |",
+        f"| migrate.yml on a running pair, probes off | {_seconds(overhead['migrate_wall_s'])}"
+        " | - | - |",
+        f"| of which QEMU's total time | {_seconds(overhead['qemu_total_s'])} | - | - |",
+        f"| overhead: wall - QEMU | {_seconds(overhead['overhead_s'])} | "
+        f"{overhead['overhead_over_floor']} | <= 3 s |",
+        f"| no-op migrate.yml (already migrated) | {_seconds(overhead['noop_wall_s'])} | "
+        f"{overhead['noop_over_floor']} | <= 2 s |",
+        "",
+        f"Controller CPU (ansible-playbook, its workers and SSH clients) during migrate.yml: "
+        f"{_cell(spread([v for v in overhead['controller_cpu_pct'] if v is not None]))} % of "
+        f"the machine's cores; the whole machine: "
+        f"{_cell(spread([v for v in overhead['machine_busy_pct'] if v is not None]))} % busy.",
+    ]
+    tasks = overhead.get("tasks") or []
+    if tasks:
+        total = sum(t["seconds"] for t in tasks)
+        lines += [
+            "",
+            f"Where one migrate.yml run's time went (profile_tasks; {len(tasks)} tasks, "
+            f"{total:.2f} s in tasks):",
+            "",
+            "| task | s |",
+            "|---|---|",
+        ]
+        lines += [f"| {t['task']} | {t['seconds']:.2f} |" for t in tasks[:25]]
+    return lines

@@ -12,7 +12,8 @@ import pytest
 
 from bench.lab import busy_pct, cpu_times
 from bench.measure import ThreadSampler, cpu_usage, ping_gap, thread_times
-from bench.table import groups, render, spread, summarise
+from bench.overhead import task_times
+from bench.table import groups, overhead_lines, render, spread, summarise
 
 
 def ping_output(times: list[float]) -> str:
@@ -221,3 +222,55 @@ def test_machine_busy_share_comes_from_proc_stat():
     assert 0 < busy_pct(before, after) <= 100
     assert busy_pct((100, 400), (250, 600)) == 75.0
     assert busy_pct((100, 400), (100, 400)) is None
+
+
+PROFILE_TASKS_LOG = """\
+PLAY RECAP *********************************************************************
+labsrc                     : ok=20   changed=3    unreachable=0    failed=0
+
+Tuesday 01 December 2026  16:02:10 +0000 (0:00:00.040)       0:00:05.123 ******
+===============================================================================
+migration : Migrate the VM and record its progress ---------------------- 1.23s
+Check the variables of every host and the extra vars -------------------- 0.10s
+vm : Tell whether this VM already runs as asked ------------------------- 0.45s
+"""
+
+
+def test_task_times_read_profile_tasks_summary_longest_first(tmp_path):
+    log = tmp_path / "migrate.log"
+    log.write_text(PROFILE_TASKS_LOG)
+
+    times = task_times(log)
+
+    assert [t["task"] for t in times] == [
+        "migration : Migrate the VM and record its progress",
+        "vm : Tell whether this VM already runs as asked",
+        "Check the variables of every host and the extra vars",
+    ]
+    assert times[0]["seconds"] == 1.23
+
+
+def test_overhead_lines_show_the_floor_the_targets_and_the_tasks():
+    overhead = {
+        "reps": 2,
+        "floor_empty_s": [0.5, 0.6],
+        "floor_module_s": [0.9, 1.0],
+        "migrate_wall_s": [4.0, 5.0],
+        "qemu_total_s": [0.7, 0.8],
+        "overhead_s": [3.3, 4.2],
+        "noop_wall_s": [2.0, 2.2],
+        "overhead_over_floor": 6.8,
+        "noop_over_floor": 3.8,
+        "controller_cpu_pct": [30.0, 35.0],
+        "machine_busy_pct": [70.0, 72.0],
+        "tasks": [{"task": "migration : Migrate", "seconds": 1.2}],
+    }
+
+    text = "\n".join(overhead_lines(overhead))
+
+    assert "| floor: empty play on localhost | 0.55 (0.50-0.60) | 1 | - |" in text
+    assert "| overhead: wall - QEMU | 3.75 (3.30-4.20) | 6.8 | <= 3 s |" in text
+    assert "| no-op migrate.yml (already migrated) | 2.10 (2.00-2.20) | 3.8 | <= 2 s |" in text
+    assert "32.5 (30-35) % of the machine's cores" in text
+    assert "| migration : Migrate | 1.20 |" in text
+    assert overhead_lines(None) == []
