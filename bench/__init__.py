@@ -8,11 +8,11 @@ Nothing here is part of `make test`'s pass/fail: benchmarks print figures.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+
+from qmigrate.module_utils import use_module_utils
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# The project's stdlib-only QMP/HMP clients, used as plain modules (as the unit tests do).
-if str(ROOT / "module_utils") not in sys.path:
-    sys.path.append(str(ROOT / "module_utils"))
+# The project's QMP/HMP clients, imported as the modules import them.
+use_module_utils(ROOT)

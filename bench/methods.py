@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migration import FINAL_STATES, HMPMonitor, summary
-from qmp import HMPClient
+from ansible.module_utils.migration import FINAL_STATES, HMPMonitor, summary
+from ansible.module_utils.qmp import HMPClient
 
 from bench.lab import (
     DESTINATION,

@@ -15,16 +15,13 @@ import re
 import time
 from typing import Any
 
-try:  # as an Ansible module_util
-    from ansible.module_utils.qmp import (
-        HMPClient,
-        QMPClient,
-        QMPCommandError,
-        QMPError,
-        open_monitor,
-    )
-except ImportError:  # as a plain module, in the unit tests
-    from qmp import HMPClient, QMPClient, QMPCommandError, QMPError, open_monitor
+from ansible.module_utils.qmp import (
+    HMPClient,
+    QMPClient,
+    QMPCommandError,
+    QMPError,
+    open_monitor,
+)
 
 FINAL_STATES = ("completed", "failed", "cancelled")
 # Once a migration is in postcopy the destination runs the guest: it can no longer be

@@ -14,13 +14,14 @@ when polling began (the timeline's from the migrate command).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+import importlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from qmigrate.module_utils import use_module_utils
 
 DEFAULT_RUNTIME_DIR = Path("/run/qmigrate")
 DEFAULT_VM = "vm0"
@@ -32,28 +33,11 @@ MONITOR_TIMEOUT = 1.0
 Point = dict[str, Any]
 
 
-def _load_module(name: str, path: Path) -> ModuleType:
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def monitor_tools(project_root: Path) -> ModuleType:
-    """The project's module_utils/migration.py (HMP client, ``info migrate`` parser).
-
-    It is written to run inside Ansible modules, as ansible.module_utils.migration; outside
-    Ansible it imports its sibling as plain ``qmp`` (that is how the unit tests use it), so
-    both are loaded here from their files under those names.
-    """
-    module_utils = project_root / "module_utils"
-    _load_module("qmp", module_utils / "qmp.py")
-    return _load_module("migration", module_utils / "migration.py")
+    """The project's module_utils/migration.py (HMP client, ``info migrate`` parser), as
+    the modules import it: ``ansible.module_utils.migration``."""
+    use_module_utils(project_root)
+    return importlib.import_module("ansible.module_utils.migration")
 
 
 def monitor_socket(

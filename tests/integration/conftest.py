@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from ansible.module_utils.qmp import QMPClient, QMPError
 from labrun import (
     LAB_NAMESPACES,
     heartbeat_advances,
@@ -13,7 +14,6 @@ from labrun import (
     run_playbooks,
     vm_file,
 )
-from qmp import QMPClient, QMPError
 
 # Modules run in this order, cheap failures first: the lab's basics, then what shares one
 # lab (migrations, bad input, faults, a ping-pong, profiles, the dirtying guest, two pairs

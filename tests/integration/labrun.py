@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from qmp import HMPClient, QMPClient
+from ansible.module_utils.qmp import HMPClient, QMPClient
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_NAMESPACES = ("lablan", "labsrc", "labdst", "labclient")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ansible.module_utils.qmp import QMPClient
 from labrun import ROOT, qmp_status, run_playbooks, stop_vms, vm_file
-from qmp import QMPClient
 
 pytestmark = pytest.mark.lab
 

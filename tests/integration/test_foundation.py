@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 
 import pytest
+from ansible.module_utils.qmp import HMPClient
 from labrun import (
     heartbeat_advances,
     lab_namespaces,
@@ -15,7 +16,6 @@ from labrun import (
     socat,
     vm_file,
 )
-from qmp import HMPClient
 
 pytestmark = pytest.mark.lab
 

@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 import pytest
+from ansible.module_utils.qmp import QMPClient
 from labrun import run_playbooks, stop_vms
-from qmp import QMPClient
 
 pytestmark = pytest.mark.lab
 

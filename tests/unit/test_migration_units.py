@@ -4,17 +4,14 @@ summary filters, and HMPMonitor against a fake HMP monitor on a real UNIX socket
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import socket
-import sys
 import threading
 from pathlib import Path
-from types import ModuleType
 
-import migration
 import pytest
 from ansible.errors import AnsibleFilterError
-from migration import (
+from ansible.module_utils import migration
+from ansible.module_utils.migration import (
     HMPMonitor,
     MigrationError,
     coerce_parameters,
@@ -25,12 +22,12 @@ from migration import (
     strict_bool,
     summary,
 )
-from qmp import HMPClient
+from ansible.module_utils.qmp import HMPClient
 
 from filter_plugins.migration import heartbeat_continuity, heartbeats, migration_summary
+from library import qemu_migrate
 
 DATA = Path(__file__).parent / "data"
-QEMU_MIGRATE = Path(__file__).parents[2] / "library" / "qemu_migrate.py"
 KIB = 1024
 
 # What QEMU 7.2's query-migrate returns for the migration info_migrate_completed.txt shows.
@@ -450,18 +447,7 @@ def test_summary_lines_of_a_failed_migration_name_the_error_and_failed_checks():
 # event_point (library/qemu_migrate.py)
 
 
-@pytest.fixture
-def qemu_migrate(monkeypatch) -> ModuleType:
-    # The module imports its helpers as Ansible ships them, from ansible.module_utils; the
-    # module_utils copy the tests import stands in for that (qmp.py is not imported by it).
-    monkeypatch.setitem(sys.modules, "ansible.module_utils.migration", migration)
-    spec = importlib.util.spec_from_file_location("qemu_migrate", QEMU_MIGRATE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_event_point_uses_qemus_timestamp(qemu_migrate):
+def test_event_point_uses_qemus_timestamp():
     event = {
         "event": "MIGRATION",
         "data": {"status": "completed"},
@@ -474,7 +460,7 @@ def test_event_point_uses_qemus_timestamp(qemu_migrate):
     assert point == {"t": 12.3457, "event": "MIGRATION", "data": {"status": "completed"}}
 
 
-def test_event_point_without_timestamp_uses_when_it_was_received(qemu_migrate):
+def test_event_point_without_timestamp_uses_when_it_was_received():
     event = {"event": "STOP", "received": 1700000001.5}
 
     point = qemu_migrate.event_point(event, start=1700000000.0)
@@ -673,7 +659,7 @@ class _Answers:
         return self.answers[min(self.asked - 1, len(self.answers) - 1)]
 
 
-def test_completed_stats_are_asked_again_until_the_total_time_is_in(qemu_migrate):
+def test_completed_stats_are_asked_again_until_the_total_time_is_in():
     # QEMU 7.2 says "completed" a moment before it stores total-time and downtime.
     early = dict(QMP_COMPLETED, **{"total-time": 0, "downtime": 0})
     migration = qemu_migrate.Migration.__new__(qemu_migrate.Migration)
@@ -682,7 +668,7 @@ def test_completed_stats_are_asked_again_until_the_total_time_is_in(qemu_migrate
     assert migration.mon.asked == 2
 
 
-def test_other_final_states_are_not_asked_again(qemu_migrate):
+def test_other_final_states_are_not_asked_again():
     failed = {"status": "failed", "error-desc": "Connection reset by peer"}
     migration = qemu_migrate.Migration.__new__(qemu_migrate.Migration)
     migration.mon = _Answers([failed])

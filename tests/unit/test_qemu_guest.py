@@ -4,29 +4,17 @@ socket, and its guest's heartbeat from a serial log that a thread writes as a gu
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
-import sys
 import threading
 import time
 from pathlib import Path
 from types import ModuleType
 
-import migration
 import pytest
 from test_qemu_migrate import FakeQEMU
 
-QEMU_GUEST = Path(__file__).parents[2] / "library" / "qemu_guest.py"
-
-
-@pytest.fixture
-def qemu_guest(monkeypatch) -> ModuleType:
-    monkeypatch.setitem(sys.modules, "ansible.module_utils.migration", migration)
-    spec = importlib.util.spec_from_file_location("qemu_guest", QEMU_GUEST)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from library import qemu_guest
 
 
 @pytest.fixture
@@ -72,7 +60,7 @@ def beat(log: Path, first: int, count: int, pause: float) -> threading.Thread:
     return thread
 
 
-def test_a_running_guest_is_waited_for_until_its_heartbeat_advances(qemu_guest, vm, tmp_path):
+def test_a_running_guest_is_waited_for_until_its_heartbeat_advances(vm, tmp_path):
     fake = vm("running")
     log = tmp_path / "serial.log"
     log.write_text("")  # the destination's log exists, empty, until the guest resumes
@@ -87,7 +75,7 @@ def test_a_running_guest_is_waited_for_until_its_heartbeat_advances(qemu_guest, 
     assert result["changed"] is False
 
 
-def test_a_vm_that_does_not_run_is_reported_at_once(qemu_guest, vm, tmp_path):
+def test_a_vm_that_does_not_run_is_reported_at_once(vm, tmp_path):
     fake = vm("postmigrate")
     log = tmp_path / "serial.log"
     log.write_text("qmigrate-heartbeat 7 0.7\n")
@@ -99,7 +87,7 @@ def test_a_vm_that_does_not_run_is_reported_at_once(qemu_guest, vm, tmp_path):
     assert result["waited"] < 10  # not the 30 s timeout
 
 
-def test_a_silent_guest_is_reported_after_the_timeout(qemu_guest, vm, tmp_path):
+def test_a_silent_guest_is_reported_after_the_timeout(vm, tmp_path):
     fake = vm("running")
     log = tmp_path / "serial.log"
     log.write_text("booting\n")

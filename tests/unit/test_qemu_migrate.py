@@ -6,13 +6,11 @@ guest lives elsewhere) and what it reports."""
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import io
 import json
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -20,10 +18,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import migration
 import pytest
 
-QEMU_MIGRATE = Path(__file__).parents[2] / "library" / "qemu_migrate.py"
+from library import qemu_migrate
+
 URI = "tcp:10.10.1.2:4444"
 PARAMETERS = {"max-bandwidth": 134217728, "downtime-limit": 300, "multifd-channels": 2}
 CAPABILITIES = ("events", "postcopy-ram", "multifd", "auto-converge")
@@ -189,17 +187,6 @@ class FakeModule:
 
 
 @pytest.fixture
-def qemu_migrate(monkeypatch) -> ModuleType:
-    # The module imports its helpers as Ansible ships them, from ansible.module_utils.
-    monkeypatch.setitem(sys.modules, "ansible.module_utils.migration", migration)
-    spec = importlib.util.spec_from_file_location("qemu_migrate", QEMU_MIGRATE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(module, "SETTLE_SECONDS", 2)
-    return module
-
-
-@pytest.fixture
 def qemu(tmp_path: Path):
     fakes: list[FakeQEMU] = []
 
@@ -213,9 +200,10 @@ def qemu(tmp_path: Path):
 
 
 @pytest.fixture
-def run(qemu_migrate, tmp_path: Path):
+def run(monkeypatch):
     """Run the module against a fake QEMU with PARAMS over the defaults; the Ended it
     raised. The module's signal handlers are put back afterwards."""
+    monkeypatch.setattr(qemu_migrate, "SETTLE_SECONDS", 2)
     saved = {sig: signal.getsignal(sig) for sig in qemu_migrate.Lifeline.SIGNALS}
 
     def go(fake: FakeQEMU, during: Callable[[Any], None] | None = None, **params: Any) -> Ended:
@@ -407,7 +395,7 @@ def test_an_interrupted_module_cancels_and_leaves_its_account(run, qemu, tmp_pat
     assert account["timeline"]
 
 
-def test_a_stalled_migration_says_no_data_moved(qemu_migrate):
+def test_a_stalled_migration_says_no_data_moved():
     timeline = [{"t": t / 10, "transferred": 100 if t > 5 else t} for t in range(100)]
 
     assert qemu_migrate.stalled(timeline) == ", no data sent for the last 9 s"
@@ -521,7 +509,7 @@ def test_a_bind_failure_is_not_taken_for_listening(run, qemu):
 
 @pytest.mark.parametrize("option", ["timeout", "poll_interval"])
 @pytest.mark.parametrize("value", [0, -1, float("inf")])
-def test_main_refuses_times_that_are_not_positive_and_finite(qemu_migrate, option, value):
+def test_main_refuses_times_that_are_not_positive_and_finite(option, value):
     result = run_main(qemu_migrate, {"socket": "/nonexistent", "uri": URI, option: value})
 
     assert result["failed"] is True
@@ -529,7 +517,7 @@ def test_main_refuses_times_that_are_not_positive_and_finite(qemu_migrate, optio
     assert "must be a positive, finite number of seconds" in result["msg"]
 
 
-def run_main(qemu_migrate: ModuleType, args: dict) -> dict:
+def run_main(module: ModuleType, args: dict) -> dict:
     """main() with module arguments ARGS, as Ansible runs it; its JSON result."""
     from ansible.module_utils import basic
     from ansible.module_utils.common.text.converters import to_bytes
@@ -539,7 +527,7 @@ def run_main(qemu_migrate: ModuleType, args: dict) -> dict:
     basic._ANSIBLE_PROFILE = "legacy"
     try:
         with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-            qemu_migrate.main()
+            module.main()
     finally:
         basic._ANSIBLE_ARGS = None
     return json.loads(out.getvalue())

@@ -3,26 +3,14 @@ VM's own pidfile: real processes, real pidfiles."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
 from pathlib import Path
-from types import ModuleType
 
 import pytest
-import qmp
 
-QEMU_VM = Path(__file__).parents[2] / "library" / "qemu_vm.py"
-
-
-@pytest.fixture
-def qemu_vm(monkeypatch) -> ModuleType:
-    monkeypatch.setitem(sys.modules, "ansible.module_utils.qmp", qmp)
-    spec = importlib.util.spec_from_file_location("qemu_vm", QEMU_VM)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from library import qemu_vm
 
 
 class Params:
@@ -52,49 +40,47 @@ def process():
         proc.wait()
 
 
-def vm_with_pidfile(qemu_vm: ModuleType, pidfile: Path, pid: int):
+def vm_with_pidfile(pidfile: Path, pid: int):
     pidfile.write_text(f"{pid}\n")
     return qemu_vm.VM(Params(pidfile))
 
 
-def test_a_process_started_with_this_pidfile_is_the_vm(qemu_vm, process, tmp_path):
+def test_a_process_started_with_this_pidfile_is_the_vm(process, tmp_path):
     pidfile = tmp_path / "vm0" / ".." / "vm0.pid"
     (tmp_path / "vm0").mkdir()
     pid = process("-name", "vm0", "-pidfile", str(tmp_path / "vm0.pid"), "-daemonize")
 
-    vm = vm_with_pidfile(qemu_vm, pidfile, pid)
+    vm = vm_with_pidfile(pidfile, pid)
 
     assert vm.pid() == pid
 
 
-def test_a_stale_pidfile_naming_another_vms_qemu_is_not_trusted(qemu_vm, process, tmp_path):
+def test_a_stale_pidfile_naming_another_vms_qemu_is_not_trusted(process, tmp_path):
     # The pid now belongs to the QEMU of another VM, started with its own pidfile.
     other = process("-name", "vm1", "-pidfile", str(tmp_path / "vm1.pid"))
 
-    vm = vm_with_pidfile(qemu_vm, tmp_path / "vm0.pid", other)
+    vm = vm_with_pidfile(tmp_path / "vm0.pid", other)
 
     assert vm.pid() is None
 
 
-def test_a_stale_pidfile_naming_a_process_without_pidfile_is_not_trusted(
-    qemu_vm, process, tmp_path
-):
+def test_a_stale_pidfile_naming_a_process_without_pidfile_is_not_trusted(process, tmp_path):
     other = process("-pidfile")  # the flag alone, as the old check accepted
 
-    vm = vm_with_pidfile(qemu_vm, tmp_path / "vm0.pid", other)
+    vm = vm_with_pidfile(tmp_path / "vm0.pid", other)
 
     assert vm.pid() is None
 
 
 @pytest.mark.parametrize("content", ["", "abc", "0", "-1", "999999999"])
-def test_a_pidfile_without_a_live_pid_means_no_vm(qemu_vm, tmp_path, content):
+def test_a_pidfile_without_a_live_pid_means_no_vm(tmp_path, content):
     pidfile = tmp_path / "vm0.pid"
     pidfile.write_text(content)
 
     assert qemu_vm.VM(Params(pidfile)).pid() is None
 
 
-def test_pidfile_of_reads_the_argument_after_the_flag(qemu_vm):
+def test_pidfile_of_reads_the_argument_after_the_flag():
     argv = ["qemu-system-x86_64", "-name", "vm0", "-pidfile", "/run/q/vm0//qemu.pid", "-daemonize"]
 
     assert qemu_vm.VM.pidfile_of(argv) == "/run/q/vm0/qemu.pid"

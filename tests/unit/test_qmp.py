@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from qmp import (
+from ansible.module_utils.qmp import (
     HMPClient,
     QMPClient,
     QMPCommandError,
