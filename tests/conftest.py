@@ -4,8 +4,7 @@ in a hook: other conftest files import them at their top."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from qmigrate.module_utils import use_module_utils
+from tests import ROOT
 
-use_module_utils(Path(__file__).resolve().parents[1])
+use_module_utils(ROOT)

@@ -5,158 +5,20 @@ guest lives elsewhere) and what it reports."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from library import qemu_migrate
+from tests.unit.fakes import FakeQEMU
 
 URI = "tcp:10.10.1.2:4444"
-PARAMETERS = {"max-bandwidth": 134217728, "downtime-limit": 300, "multifd-channels": 2}
-CAPABILITIES = ("events", "postcopy-ram", "multifd", "auto-converge")
-
-
-class FakeQEMU:
-    """A QMP monitor serving one client at a time, like QEMU, from a thread.
-
-    The VM is in run state VM; `migrate` starts a migration whose query-migrate answers
-    are STATES, one per query (the last repeating). A state may be a callable, called with
-    this fake, for a test that acts at that moment. `migrate_cancel` makes the migration
-    CANCEL_TO (and, like QEMU, restarts a source that was running unless it completed).
-    Every command received is in `commands`.
-    """
-
-    def __init__(
-        self,
-        path: Path,
-        *,
-        vm: str = "running",
-        states: list[Any] | None = None,
-        cancel_to: str = "cancelled",
-        before: dict | None = None,
-        slow: set[int] | None = None,
-    ) -> None:
-        self.path = str(path)
-        self.vm = vm
-        self.states = list(states or [{"status": "completed", "total-time": 5}])
-        self.cancel_to = cancel_to
-        self.migration: dict = dict(before or {})
-        self.parameters = dict(PARAMETERS)
-        self.capabilities = dict.fromkeys(CAPABILITIES, False)
-        self.commands: list[tuple[str, Any]] = []
-        self.queries = 0
-        self.started = False  # by migrate: query-migrate then follows STATES
-        self.slow = slow or set()  # query numbers (from 1) not answered in time
-        self.error: BaseException | None = None
-        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.listener.bind(self.path)
-        self.listener.listen(4)
-        self.listener.settimeout(0.2)
-        self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def names(self) -> list[str]:
-        return [name for name, _ in self.commands]
-
-    def _serve(self) -> None:
-        try:
-            while not self.stopping.is_set():
-                try:
-                    conn, _ = self.listener.accept()
-                except TimeoutError:
-                    continue
-                with conn, conn.makefile("rb") as lines:
-                    conn.sendall(
-                        b'{"QMP": {"version": {"qemu": {"major": 7}}, "capabilities": []}}\n'
-                    )
-                    for raw in lines:
-                        request = json.loads(raw)
-                        reply = self._answer(request["execute"], request.get("arguments"))
-                        reply["id"] = request["id"]
-                        conn.sendall(json.dumps(reply).encode() + b"\n")
-        except (ConnectionResetError, BrokenPipeError):
-            pass  # the client hung up mid-reply
-        except BaseException as err:
-            self.error = err
-
-    def _answer(self, command: str, arguments: Any) -> dict:
-        self.commands.append((command, arguments))
-        if command == "query-migrate":
-            self.queries += 1
-            if self.queries in self.slow:
-                time.sleep(1.5)  # longer than the module's monitor_timeout in these tests
-            return {"return": self._query()}
-        if command == "qmp_capabilities":
-            return {"return": {}}
-        if command == "query-status":
-            return {"return": {"status": self.vm, "running": self.vm == "running"}}
-        if command == "query-migrate-capabilities":
-            return {"return": [{"capability": k, "state": v} for k, v in self.capabilities.items()]}
-        if command == "query-migrate-parameters":
-            return {"return": self.parameters}
-        if command == "migrate-set-capabilities":
-            for cap in arguments["capabilities"]:
-                self.capabilities[cap["capability"]] = cap["state"]
-            return {"return": {}}
-        if command == "migrate-set-parameters":
-            for name, value in arguments.items():
-                if isinstance(self.parameters.get(name), int) and not isinstance(value, int):
-                    return {"error": {"class": "GenericError", "desc": f"'{name}' expects uint64"}}
-            self.parameters.update(arguments)
-            return {"return": {}}
-        if command == "migrate":
-            self.started = True
-            self.migration = {"status": "setup"}
-            return {"return": {}}
-        if command == "migrate-incoming":
-            self.migration = {
-                "socket-address": [{"type": "inet", "host": "10.10.1.2", "port": "4444"}]
-            }
-            return {"return": {}}
-        if command == "migrate_cancel":
-            status = self.migration.get("status")
-            if status not in ("completed", "failed", "cancelled"):
-                self.migration = {"status": self.cancel_to}
-                self.states = [self.migration]
-                if self.cancel_to == "cancelled" and self.vm in ("paused", "finish-migrate"):
-                    self.vm = "running"
-            return {"return": {}}
-        if command == "cont":
-            self.vm = "running"
-            return {"return": {}}
-        if command == "migrate-start-postcopy":
-            return {"return": {}}
-        return {"error": {"class": "CommandNotFound", "desc": f"no command {command}"}}
-
-    def _query(self) -> dict:
-        if not self.started:
-            return self.migration
-        state = self.states.pop(0) if len(self.states) > 1 else self.states[0]
-        if callable(state):
-            state = state(self)
-        self.migration = dict(state)
-        if self.migration.get("status") == "completed":
-            self.vm = "postmigrate"
-        return self.migration
-
-    def stop(self) -> None:
-        self.stopping.set()
-        self.thread.join(5)
-        self.listener.close()
-        if self.error is not None:
-            raise self.error
 
 
 class Ended(Exception):
@@ -184,19 +46,6 @@ class FakeModule:
 
     def fail_json(self, **result: Any) -> None:
         raise Ended(True, result)
-
-
-@pytest.fixture
-def qemu(tmp_path: Path):
-    fakes: list[FakeQEMU] = []
-
-    def start(**script: Any) -> FakeQEMU:
-        fakes.append(FakeQEMU(tmp_path / f"qmp{len(fakes)}.sock", **script))
-        return fakes[-1]
-
-    yield start
-    for fake in fakes:
-        fake.stop()
 
 
 @pytest.fixture
@@ -509,28 +358,12 @@ def test_a_bind_failure_is_not_taken_for_listening(run, qemu):
 
 @pytest.mark.parametrize("option", ["timeout", "poll_interval"])
 @pytest.mark.parametrize("value", [0, -1, float("inf")])
-def test_main_refuses_times_that_are_not_positive_and_finite(option, value):
+def test_main_refuses_times_that_are_not_positive_and_finite(run_main, option, value):
     result = run_main(qemu_migrate, {"socket": "/nonexistent", "uri": URI, option: value})
 
     assert result["failed"] is True
     assert result["msg"].startswith(f"{option}: ")
     assert "must be a positive, finite number of seconds" in result["msg"]
-
-
-def run_main(module: ModuleType, args: dict) -> dict:
-    """main() with module arguments ARGS, as Ansible runs it; its JSON result."""
-    from ansible.module_utils import basic
-    from ansible.module_utils.common.text.converters import to_bytes
-
-    out = io.StringIO()
-    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    basic._ANSIBLE_PROFILE = "legacy"
-    try:
-        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-            module.main()
-    finally:
-        basic._ANSIBLE_ARGS = None
-    return json.loads(out.getvalue())
 
 
 # -- a destination that already runs the guest ---------------------------------------

@@ -5,7 +5,6 @@ templating: the seed profile is the seed's VM, and a destination on the source's
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +13,11 @@ from ansible.errors import AnsibleFilterError
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import filter_loader, init_plugin_loader
 from ansible.template import Templar, trust_as_template
-from test_qemu_argv import ADDED, DIFFERENCES, RUN, options, seed_argv
 
 from filter_plugins.qemu import colocated_nics, drive_files
+from tests import ROOT
+from tests.unit.seed import ADDED, DIFFERENCES, RUN, options, seed_argv
 
-ROOT = Path(__file__).resolve().parents[2]
 ROLE = ROOT / "roles" / "vm"
 
 init_plugin_loader()

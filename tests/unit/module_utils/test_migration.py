@@ -26,8 +26,8 @@ from ansible.module_utils.qmp import HMPClient
 
 from filter_plugins.migration import heartbeat_continuity, heartbeats, migration_summary
 from library import qemu_migrate
+from tests.unit import DATA
 
-DATA = Path(__file__).parent / "data"
 KIB = 1024
 
 # What QEMU 7.2's query-migrate returns for the migration info_migrate_completed.txt shows.

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -28,10 +27,12 @@ from qmigrate.profile import (
     verification,
 )
 from qmigrate.report import lost_send_times, write_report
+from tests import ROOT
+from tests.unit import DATA
 
 # A profiled migration on the lab (labsrc -> labdst, 256 MiB TCG guest): run.json as the
 # probe role left it, and the probes' raw output in probe/.
-RUN = Path(__file__).parent / "data" / "profiled-run"
+RUN = DATA / "profiled-run"
 T0 = 1795651600.0
 
 
@@ -288,7 +289,7 @@ def test_the_probe_program_interrupts_a_hung_iperf3_and_keeps_its_output(tmp_pat
         "sleep 30 >/dev/null 2>&1 & wait\n"
     )
     fake.chmod(0o755)
-    probe = Path(__file__).parents[2] / "roles" / "probe" / "files" / "qmigrate-probe"
+    probe = ROOT / "roles" / "probe" / "files" / "qmigrate-probe"
     run = subprocess.run(
         [
             sys.executable,

@@ -19,7 +19,9 @@ from typing import Any
 
 import pytest
 
-FILES = Path(__file__).resolve().parents[2] / "roles" / "guest_image" / "files"
+from tests import ROOT
+
+FILES = ROOT / "roles" / "guest_image" / "files"
 BUILD = FILES / "build-initramfs"
 INIT = FILES / "init"
 DIRTY = FILES / "qmigrate-dirty"

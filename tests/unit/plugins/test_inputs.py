@@ -3,7 +3,6 @@ inventory like the lab's and the extra vars a user would give."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,8 +10,9 @@ from ansible.parsing.dataloader import DataLoader
 
 from action_plugins.qmigrate_inputs import Inputs, load_specs
 from filter_plugins.qemu import memory_mib
+from tests import ROOT
 
-ROLES = Path(__file__).parents[2] / "roles"
+ROLES = ROOT / "roles"
 SPECS = load_specs([str(ROLES)], DataLoader())
 STUDY = {
     "qmigrate_source": "labsrc",

@@ -3,46 +3,11 @@ socket, and its guest's heartbeat from a serial log that a thread writes as a gu
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
 import threading
 import time
 from pathlib import Path
-from types import ModuleType
-
-import pytest
-from test_qemu_migrate import FakeQEMU
 
 from library import qemu_guest
-
-
-@pytest.fixture
-def vm(tmp_path):
-    fakes: list[FakeQEMU] = []
-
-    def start(status: str) -> FakeQEMU:
-        fakes.append(FakeQEMU(tmp_path / "qmp.sock", vm=status))
-        return fakes[-1]
-
-    yield start
-    for fake in fakes:
-        fake.stop()
-
-
-def run_main(module: ModuleType, args: dict) -> dict:
-    from ansible.module_utils import basic
-    from ansible.module_utils.common.text.converters import to_bytes
-
-    out = io.StringIO()
-    basic._ANSIBLE_ARGS = to_bytes(json.dumps({"ANSIBLE_MODULE_ARGS": args}))
-    basic._ANSIBLE_PROFILE = "legacy"
-    try:
-        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
-            module.main()
-    finally:
-        basic._ANSIBLE_ARGS = None
-    return json.loads(out.getvalue())
 
 
 def beat(log: Path, first: int, count: int, pause: float) -> threading.Thread:
@@ -60,8 +25,8 @@ def beat(log: Path, first: int, count: int, pause: float) -> threading.Thread:
     return thread
 
 
-def test_a_running_guest_is_waited_for_until_its_heartbeat_advances(vm, tmp_path):
-    fake = vm("running")
+def test_a_running_guest_is_waited_for_until_its_heartbeat_advances(qemu, run_main, tmp_path):
+    fake = qemu(vm="running")
     log = tmp_path / "serial.log"
     log.write_text("")  # the destination's log exists, empty, until the guest resumes
     talker = beat(log, first=500, count=10, pause=0.3)
@@ -75,8 +40,8 @@ def test_a_running_guest_is_waited_for_until_its_heartbeat_advances(vm, tmp_path
     assert result["changed"] is False
 
 
-def test_a_vm_that_does_not_run_is_reported_at_once(vm, tmp_path):
-    fake = vm("postmigrate")
+def test_a_vm_that_does_not_run_is_reported_at_once(qemu, run_main, tmp_path):
+    fake = qemu(vm="postmigrate")
     log = tmp_path / "serial.log"
     log.write_text("qmigrate-heartbeat 7 0.7\n")
 
@@ -87,8 +52,8 @@ def test_a_vm_that_does_not_run_is_reported_at_once(vm, tmp_path):
     assert result["waited"] < 10  # not the 30 s timeout
 
 
-def test_a_silent_guest_is_reported_after_the_timeout(vm, tmp_path):
-    fake = vm("running")
+def test_a_silent_guest_is_reported_after_the_timeout(qemu, run_main, tmp_path):
+    fake = qemu(vm="running")
     log = tmp_path / "serial.log"
     log.write_text("booting\n")
 

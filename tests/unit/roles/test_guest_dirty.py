@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-FILES = Path(__file__).resolve().parents[2] / "roles" / "guest_image" / "files"
+from tests import ROOT
+
+FILES = ROOT / "roles" / "guest_image" / "files"
 DIRTY = FILES / "qmigrate-dirty"
 BUSYBOX = Path("/bin/busybox")
 BLOCK = 64 * 1024

@@ -4,12 +4,12 @@ go unchecked, and be reported as an unknown extra var."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
-ROLES = sorted(p for p in (Path(__file__).parents[2] / "roles").iterdir() if p.is_dir())
+from tests import ROOT
+
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda p: p.name)

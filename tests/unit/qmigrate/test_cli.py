@@ -26,8 +26,8 @@ from qmigrate.events import failure, named_variables, published_run, raise_for_f
 from qmigrate.progress import MigrationWatch, ProgressReporter, monitor_tools
 from qmigrate.results import MigrationResult
 from qmigrate.runner import PlaybookRun
+from tests import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 MIB = 1024 * 1024
 PREFIXES = ("qmigrate", "migration", "lab", "vm", "qemu")
 RUN_ID = "20261125T220218Z-vm0-labsrc-to-labdst"

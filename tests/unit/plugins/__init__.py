@@ -1,0 +1,1 @@
+"""action_plugins/ and callback_plugins/."""

@@ -1,0 +1,1 @@
+"""src/qmigrate: the Python API, the command, the profile and its report."""

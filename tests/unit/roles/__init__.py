@@ -1,0 +1,1 @@
+"""roles/: argument specs, the vm role's profiles, the guest image's scripts."""
