@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,5 +144,66 @@ class FakeQEMU:
         self.stopping.set()
         self.thread.join(5)
         self.listener.close()
+        if self.error is not None:
+            raise self.error
+
+
+HMP_BANNER = "QEMU 7.2.22 monitor - type 'help' for more information\r\n"
+HMP_PROMPT = "(qemu) "
+
+
+class FakeHMP:
+    """An HMP monitor on a UNIX socket serving one client from a thread.
+
+    It sends the banner and prompt, then answers each command line with the line's echo
+    (plain, not QEMU's per-keystroke redraw) and REPLIES[line]: one output for every time
+    the line comes, or a list of them, one per time (the last repeating). Lines received
+    are in `received`. stop() re-raises whatever failed in the thread.
+    """
+
+    def __init__(self, path: Path, replies: Mapping[str, str | Sequence[str]]) -> None:
+        self.path = str(path)
+        self.replies = replies
+        self.received: list[str] = []
+        self.error: BaseException | None = None
+        self.conn: socket.socket | None = None
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(1)
+        self.listener.settimeout(2)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            self.conn, _ = self.listener.accept()
+            self.conn.settimeout(2)
+            with self.conn, self.conn.makefile("rb") as lines:
+                self.conn.sendall((HMP_BANNER + HMP_PROMPT).encode())
+                for raw in lines:
+                    line = raw.decode().rstrip("\r\n")
+                    self.received.append(line)
+                    output = self._output(line)
+                    # QEMU prints nothing, not an empty line, for a command without output.
+                    answer = f"{output}\r\n" if output else ""
+                    self.conn.sendall(f"{line}\r\n{answer}{HMP_PROMPT}".encode())
+        except BaseException as err:  # handed to the test by stop()
+            self.error = err
+
+    def _output(self, line: str) -> str:
+        reply = self.replies.get(line, f"unknown command: '{line}'")
+        if isinstance(reply, str):
+            return reply
+        times = self.received.count(line)
+        return reply[min(times, len(reply)) - 1]
+
+    def stop(self) -> None:
+        if self.conn is not None:
+            # Ends the thread's read loop; fails only if the client hung up first.
+            with contextlib.suppress(OSError):
+                self.conn.shutdown(socket.SHUT_RDWR)
+        self.thread.join(3)
+        self.listener.close()
+        assert not self.thread.is_alive(), "fake HMP monitor thread did not finish"
         if self.error is not None:
             raise self.error

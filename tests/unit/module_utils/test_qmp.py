@@ -22,14 +22,14 @@ from ansible.module_utils.qmp import (
     open_monitor,
 )
 
+from tests.unit.fakes import HMP_BANNER, HMP_PROMPT
+
 GREETING = {
     "QMP": {
         "version": {"qemu": {"micro": 22, "minor": 2, "major": 7}, "package": "test"},
         "capabilities": ["oob"],
     }
 }
-HMP_BANNER = "QEMU 7.2.22 monitor - type 'help' for more information\r\n"
-HMP_PROMPT = "(qemu) "
 SHORT = 0.3  # seconds a test lets the client wait for something that never comes
 QEMU = shutil.which("qemu-system-x86_64")
 

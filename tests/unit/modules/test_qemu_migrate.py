@@ -17,6 +17,7 @@ import pytest
 
 from library import qemu_migrate
 from tests.unit.fakes import FakeQEMU
+from tests.unit.qemu_answers import QMP_COMPLETED
 
 URI = "tcp:10.10.1.2:4444"
 
@@ -422,3 +423,56 @@ def test_a_migration_still_being_cancelled_is_waited_for_then_a_new_one_starts(r
     assert not ended.failed, ended.result["msg"]
     assert ended.result["status"] == "completed"
     assert "migrate" in fake.names()
+
+
+# -- event_point and settled_stats ----------------------------------------------------
+
+
+def test_event_point_uses_qemus_timestamp():
+    event = {
+        "event": "MIGRATION",
+        "data": {"status": "completed"},
+        "timestamp": {"seconds": 1700000012, "microseconds": 345678},
+        "received": 1700000099.0,
+    }
+
+    point = qemu_migrate.event_point(event, start=1700000000.0)
+
+    assert point == {"t": 12.3457, "event": "MIGRATION", "data": {"status": "completed"}}
+
+
+def test_event_point_without_timestamp_uses_when_it_was_received():
+    event = {"event": "STOP", "received": 1700000001.5}
+
+    point = qemu_migrate.event_point(event, start=1700000000.0)
+
+    assert point == {"t": 1.5, "event": "STOP", "data": {}}
+
+
+class _Answers:
+    """A monitor whose query-migrate answers come from a list, the last one repeating."""
+
+    def __init__(self, answers: list[dict]) -> None:
+        self.answers = answers
+        self.asked = 0
+
+    def query(self) -> dict:
+        self.asked += 1
+        return self.answers[min(self.asked - 1, len(self.answers) - 1)]
+
+
+def test_completed_stats_are_asked_again_until_the_total_time_is_in():
+    # QEMU 7.2 says "completed" a moment before it stores total-time and downtime.
+    early = dict(QMP_COMPLETED, **{"total-time": 0, "downtime": 0})
+    migration = qemu_migrate.Migration.__new__(qemu_migrate.Migration)
+    migration.mon = _Answers([early, QMP_COMPLETED])
+    assert migration.settled_stats(early) == QMP_COMPLETED
+    assert migration.mon.asked == 2
+
+
+def test_other_final_states_are_not_asked_again():
+    failed = {"status": "failed", "error-desc": "Connection reset by peer"}
+    migration = qemu_migrate.Migration.__new__(qemu_migrate.Migration)
+    migration.mon = _Answers([failed])
+    assert migration.settled_stats(failed) is failed
+    assert migration.mon.asked == 0
