@@ -5,11 +5,14 @@ and modprobe print."""
 from __future__ import annotations
 
 import base64
+import re
+from pathlib import Path
 
 import pytest
 from ansible.errors import AnsibleFilterError
 
 from filter_plugins.kernel import (
+    FilterModule,
     apt_fields,
     build_key,
     build_source,
@@ -20,6 +23,8 @@ from filter_plugins.kernel import (
     packages,
     versioned_package,
 )
+
+ROLES = Path(__file__).resolve().parents[3] / "roles"
 
 # `apt-cache depends linux-image-cloud-amd64` on Debian bookworm.
 DEBIAN_CLOUD_DEPENDS = [
@@ -461,3 +466,14 @@ def test_a_build_names_its_release_and_a_predicted_one_takes_the_version():
 def test_a_kernelrelease_that_is_not_base64_is_named():
     with pytest.raises(AnsibleFilterError, match=r"'5\.10\.223' is not a base64 kernel release"):
         built_release("5.10.223", "5.10.223")
+
+
+def test_the_roles_call_every_filter_by_its_name():
+    used = {
+        name
+        for role in ("guest_kernel", "guest_image")
+        for path in (ROLES / role).rglob("*.yml")
+        for name in re.findall(r"\|\s*(guest_kernel_\w+)", path.read_text())
+    }
+
+    assert used == FilterModule().filters().keys()
