@@ -22,8 +22,6 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-DEFAULT_RUNTIME_DIR = Path("/run/qmigrate")
-DEFAULT_VM = "vm0"
 MONITOR_SOCKET = "monitor.sock"
 # Monitor answers arrive in milliseconds; a busy or vanished monitor must not stall the
 # caller's progress loop for long.
@@ -56,10 +54,9 @@ def monitor_tools(project_root: Path) -> ModuleType:
     return _load_module("migration", module_utils / "migration.py")
 
 
-def monitor_socket(
-    source: str, vm: str = DEFAULT_VM, runtime_dir: Path = DEFAULT_RUNTIME_DIR
-) -> Path:
-    """The HMP socket of VM on host SOURCE (roles/vm: <runtime dir>/<host>/<vm>/)."""
+def monitor_socket(source: str, vm: str, runtime_dir: Path) -> Path:
+    """The HMP socket of VM on host SOURCE (roles/vm: <runtime dir>/<host>/<vm>/; the
+    study's settings, qmigrate_vm_name and qmigrate_runtime_dir, say which)."""
     return runtime_dir / source / vm / MONITOR_SOCKET
 
 
