@@ -36,7 +36,6 @@ from ansible.utils.vars import load_extra_vars
 
 # The study's own variables (no role owns them; inventories and -e set them): their spec,
 # written like a role's.
-STUDY_SPEC_FILE = os.path.join(os.path.dirname(__file__), "..", "playbooks", "study_spec.yml")
 
 INF = math.inf
 # name: (lowest, highest, whether the lowest itself is refused)
@@ -93,7 +92,7 @@ INTERFACE_LISTS = {"vm_network_taps", "probe_interfaces"}
 IFNAME_MAX = 15
 # Directories whose paths end up in QEMU options (unix:<dir>/...,server=on): absolute,
 # without commas.
-QEMU_DIRS = {"vm_runtime_dir", "migration_runtime_dir", "lab_runtime_dir"}
+QEMU_DIRS = {"qmigrate_runtime_dir", "vm_runtime_dir", "migration_runtime_dir", "lab_runtime_dir"}
 QEMU_FILES = {
     "vm_kernel",
     "vm_initrd",
@@ -116,6 +115,12 @@ WIRED = {
     "vm_incoming": "qmigrate_source and qmigrate_destination",
     "vm_colocated": "qmigrate_destination",
     "vm_state": "playbooks/teardown.yml to stop VMs",
+    "vm_profile": "qmigrate_profile",
+    "guest_image_type": "qmigrate_profile",
+    "vm_network_taps": "qmigrate_vm_count",
+    "vm_runtime_dir": "qmigrate_runtime_dir",
+    "migration_runtime_dir": "qmigrate_runtime_dir",
+    "lab_runtime_dir": "qmigrate_runtime_dir",
     "probe_destination": "qmigrate_destination",
     "probe_client": "the inventory's clients group",
     "probe_target": "vm_guest_address",
@@ -373,8 +378,11 @@ class Inputs:
         return variables[name]
 
     def value(self, host: str, name: str, default: Any = _MISSING) -> Any:
-        """HOST's NAME, coerced to its spec's type; DEFAULT when not set or invalid (the
-        invalid value is reported by check_variables)."""
+        """HOST's NAME, coerced to its spec's type; when not set or invalid (the invalid
+        value is reported by check_variables), DEFAULT, or without one the default its
+        role declares (its spec's: the same as the role's defaults/main.yml)."""
+        if default is _MISSING:
+            default = self.specs.get(name, {}).get("default", _MISSING)
         try:
             raw = self.raw(host, name)
             if raw is _MISSING:
@@ -488,17 +496,17 @@ class Inputs:
                     f"{_show(host)} is not a host of the hypervisors group "
                     f"({', '.join(hypervisors)})",
                 )
-        count = self.value(first, "qmigrate_vm_count", 1)
-        profile = self.value(first, "qmigrate_profile", "minimal")
-        if count > 1 and self.value(first, "vm_profile", profile) == "seed":
+        count = self.value(first, "qmigrate_vm_count")
+        if count > 1 and self.value(first, "qmigrate_profile") == "seed":
             self.report(
                 "qmigrate_vm_count",
                 f"{count}: more than one VM needs the minimal profile; the seed profile's VMs "
                 "would all boot its one writable disk",
             )
         self.check_extra(count)
+        self.check_wired()
         if source in hypervisors and destination in hypervisors:
-            reverse = self.value(first, "qmigrate_reverse", False)
+            reverse = self.value(first, "qmigrate_reverse")
             src, dst = (destination, source) if reverse else (source, destination)
             if reverse and src == dst:
                 self.report(
@@ -509,6 +517,48 @@ class Inputs:
             self.check_migration(src, dst, count)
             self.check_guest_addresses(count)
 
+    def plan(self, number: Callable[..., list[dict[str, Any]]]) -> dict[str, Any] | None:
+        """The run's migration, once its inputs passed: the source and destination hosts
+        (qmigrate_reverse applied), whether they are one host, and the VMs, which NUMBER
+        (the qmigrate_vms filter) counts up from the first VM's settings as the source
+        host has them (set or its role's default). None without hypervisors."""
+        hypervisors = list(self.groups.get("hypervisors") or [])
+        if not hypervisors:
+            return None
+        first = hypervisors[0]
+        source = self.value(first, "qmigrate_source")
+        destination = self.value(first, "qmigrate_destination")
+        if self.value(first, "qmigrate_reverse"):
+            source, destination = destination, source
+        if source not in hypervisors or destination not in hypervisors:
+            return None
+        colocated = source == destination
+        vms = number(
+            self.value(first, "qmigrate_vm_count"),
+            self.value(source, "qmigrate_vm_name"),
+            self.value(source, "vm_guest_address"),
+            self.value(source, "vm_mac"),
+            self.value(source, "migration_port"),
+            self.value(source, "vm_ssh_forward"),
+            colocated=colocated,
+            profile=self.value(first, "qmigrate_profile"),
+        )
+        return {"source": source, "destination": destination, "colocated": colocated, "vms": vms}
+
+    def check_wired(self) -> None:
+        """An inventory that sets what the playbooks wire (a play's vars_files override
+        the inventory): its value would be ignored without a word."""
+        for host in self.hosts():
+            for name, source in WIRED.items():
+                if name in self.extra:
+                    continue  # reported as an extra var
+                try:
+                    if self.raw(host, name) is _MISSING:
+                        continue
+                except Exception:
+                    pass  # set, but its template fails: set all the same
+                self.report(name, f"is set by the playbooks from {source}; set that instead", host)
+
     def check_extra(self, count: int) -> None:
         for name in self.extra:
             if name in WIRED:
@@ -518,7 +568,7 @@ class Inputs:
 
     def check_migration(self, src: str, dst: str, count: int) -> None:
         colocated = src == dst
-        transport = self.value(src, "migration_transport", "tcp")
+        transport = self.value(src, "migration_transport")
         if transport == "unix" and not colocated:
             self.report(
                 "migration_transport",
@@ -534,11 +584,11 @@ class Inputs:
         if self.value(src, URI_OPT_IN, False):
             return
         scheme, _, rest = uri.partition(":")
-        vm = self.value(src, "qmigrate_vm_name", "vm0")
+        vm = self.value(src, "qmigrate_vm_name")
         if scheme == "tcp":
             self.check_tcp_uri(uri, rest, dst)
         elif scheme == "unix":
-            runtime = self.value(src, "migration_runtime_dir", "/run/qmigrate")
+            runtime = self.value(src, "qmigrate_runtime_dir")
             own = posixpath.join(runtime, dst, f"{vm}-incoming" if colocated else vm)
             path = posixpath.normpath(rest)
             if not colocated:
@@ -575,7 +625,7 @@ class Inputs:
     def check_guest_addresses(self, count: int) -> None:
         hypervisors = list(self.groups.get("hypervisors") or [])
         first = hypervisors[0]
-        address = self.value(first, "vm_guest_address", "10.10.1.100/24")
+        address = self.value(first, "vm_guest_address")
         try:
             interface_address(address)
         except Invalid:
@@ -681,15 +731,15 @@ class HostView(Mapping):
 
 
 def load_specs(role_dirs: Iterable[str], loader: Any) -> dict[str, dict[str, Any]]:
-    """Every option of every role's meta/argument_specs.yml (all entry points), and the
-    study's own variables (playbooks/study_spec.yml)."""
+    """Every option of every role's meta/argument_specs.yml (all entry points; the study's
+    own variables are the qmigrate role's)."""
     paths = [
         path
         for roles in role_dirs
         for path in sorted(glob.glob(os.path.join(roles, "*", "meta", "argument_specs.yml")))
     ]
     specs: dict[str, dict[str, Any]] = {}
-    for path in [*paths, STUDY_SPEC_FILE]:
+    for path in paths:
         data = loader.load_from_file(path) or {}
         for entry in (data.get("argument_specs") or {}).values():
             for name, option in (entry.get("options") or {}).items():
@@ -726,6 +776,12 @@ class ActionModule(ActionBase):
             hint = f"; did you mean {close[0]}?" if close else ""
             warnings.append(f"extra var {name} is not a variable of any qmigrate role{hint}")
         result.update(changed=False, checked=len(specs), invalid=[])
+        if not problems:
+            # What direction.yml applies: computed here, where every role's defaults are
+            # known, instead of repeated there as default() filters.
+            plan = inputs.plan(filter_loader.get("qmigrate_vms").j2_function)
+            if plan is not None:
+                result["ansible_facts"] = {"qmigrate_plan": plan}
         if warnings:
             result["warnings"] = warnings
         if problems:

@@ -20,8 +20,10 @@ from filter_plugins.study import qmigrate_vms
 SOURCE, DESTINATION, CLIENT = "labsrc", "labdst", "labclient"
 GUEST_ADDRESS = "10.10.1.100"
 DESTINATION_ADDRESS = "10.10.1.2"
-RUNTIME_DIR = Path("/run/qmigrate")
-VM = "vm0"
+# The study's settings (roles/qmigrate), which the bench does not override.
+STUDY = yaml.safe_load((ROOT / "roles" / "qmigrate" / "defaults" / "main.yml").read_text())
+RUNTIME_DIR = Path(STUDY["qmigrate_runtime_dir"])
+VM = STUDY["qmigrate_vm_name"]
 
 
 def default_append() -> str:

@@ -54,12 +54,12 @@ class Method:
 
 
 SEED = Method("seed (HMP, QEMU defaults)", kind="seed")
-# qmigrate's defaults: no bandwidth cap and multifd with 4 channels (roles/migration).
+# qmigrate's defaults: no bandwidth cap, one stream (roles/migration).
 DEFAULTS = Method("qmigrate defaults")
-# The same in one stream (qmigrate's defaults before multifd), and in 2.
+# The same with multifd, in 2 and 4 streams.
 MULTIFD = [
-    Method("qmigrate one stream", variables={"migration_multifd_channels": 1}),
     Method("qmigrate multifd 2", variables={"migration_multifd_channels": 2}),
+    Method("qmigrate multifd 4", variables={"migration_multifd_channels": 4}),
 ]
 AUTO_CONVERGE = Method("qmigrate auto-converge", capabilities={"auto-converge": True})
 POSTCOPY = Method("qmigrate postcopy", postcopy=True)

@@ -467,6 +467,19 @@ class Migration:
                 "(playbooks/teardown.yml) to start over"
             )
         running = before.get("status") in RUNNING_STATES
+        if not running and "migration" in self.mon.yank_instances():
+            # QEMU refuses a new migration until the last one's cleanup has run ("duplicate
+            # yank instance"), and 7.2 then leaves its state at setup. The cleanup never
+            # comes when the migration thread hangs: on 7.2, after a multifd migration
+            # whose destination died (it waits for a channel that is gone).
+            self.settle()
+            self.fail(
+                f"QEMU at {self.where()} cannot start another migration: its last one "
+                f"({before.get('status', 'none')}) never finished tearing down (its yank "
+                "instance is still registered, as QEMU 7.2 leaves it when a multifd "
+                "migration's destination dies). The source VM runs on, but only a restart "
+                "lets it migrate again (playbooks/teardown.yml, then migrate.yml)"
+            )
         if not running and vm_before not in MIGRATABLE:
             self.settle()
             self.fail(

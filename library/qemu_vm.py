@@ -24,11 +24,16 @@ description:
     signal another process.
   - O(state=absent) stops the VM cleanly with QMP C(quit), then SIGTERM, then SIGKILL, each
     after a wait, always by the pid in the pidfile; then removes the pidfile and sockets.
+  - O(state=query) only reads how the VM stands (its pid and run state) and, given O(argv),
+    whether it runs as that command line asks, and if not why; it changes nothing, not
+    even a stale pidfile, in check mode or not.
 version_added: "0.1.0"
 author: qmigrate developers
 options:
   argv:
-    description: The QEMU command line. Required with O(state=running).
+    description:
+      - The QEMU command line. Required with O(state=running).
+      - With O(state=query), the command line the VM is compared with (optional).
     type: list
     elements: str
   pidfile:
@@ -45,9 +50,9 @@ options:
     elements: path
     default: []
   state:
-    description: Whether the VM should run.
+    description: Whether the VM should run, or C(query) to tell how it stands.
     type: str
-    choices: [running, absent]
+    choices: [running, absent, query]
     default: running
   replace:
     description: Restart a VM that runs with a different command line.
@@ -67,6 +72,14 @@ EXAMPLES = r"""
     argv: "{{ spec | qemu_argv }}"
     pidfile: /run/qmigrate/labsrc/vm0/qemu.pid
     qmp: /run/qmigrate/labsrc/vm0/qmp.sock
+
+- name: Tell whether vm0 runs as it would be started
+  qemu_vm:
+    state: query
+    argv: "{{ spec | qemu_argv }}"
+    pidfile: /run/qmigrate/labsrc/vm0/qemu.pid
+    qmp: /run/qmigrate/labsrc/vm0/qmp.sock
+  register: vm0
 
 - name: Stop it
   qemu_vm:
@@ -97,6 +110,18 @@ stopped_by:
   returned: when stopped
   type: str
   sample: quit
+as_asked:
+  description:
+    - With O(state=query) and O(argv), whether the VM runs as the command line asks (and,
+      for a destination, is fresh), which O(state=running) would leave as it is.
+  returned: with state=query and argv
+  type: bool
+  sample: false
+why:
+  description: With O(state=query) and O(argv), why the VM does not run as asked.
+  returned: with state=query and argv, when as_asked is false
+  type: str
+  sample: "its guest has migrated away (postmigrate)"
 replaced:
   description: Why a running VM was (or, in check mode, would be) restarted.
   returned: when a running VM is replaced
@@ -243,8 +268,37 @@ class VM:
             return []
         return sorted(set(have) ^ set(want)) or ["option order"]
 
+    def query(self, pid: int | None) -> None:
+        """state=query: the VM's pid and run state and, given an argv, whether it runs as
+        asked, by the same rules as state=running; nothing is changed."""
+        status = self.status() if pid is not None else None
+        result = dict(changed=False, pid=pid, status=status, started=False)
+        argv = self.p["argv"]
+        if argv:
+            why = "it does not run"
+            if pid is not None:
+                diff = self.differences(self.cmdline(pid))
+                if diff:
+                    why = "it runs with a different command line (differs in: {})".format(
+                        " ".join(diff)
+                    )
+                elif "-incoming" not in argv:
+                    why = ""
+                elif status == "postmigrate":
+                    why = "its guest has migrated away (postmigrate)"
+                elif status == "inmigrate":
+                    why = self.spent_destination()
+                else:
+                    why = ""
+            result["as_asked"] = not why
+            if why:
+                result["why"] = why
+        self.module.exit_json(**result)
+
     def run(self) -> None:
         pid = self.pid()
+        if self.p["state"] == "query":
+            self.query(pid)
         if self.p["state"] == "absent":
             if pid is None:
                 if not self.module.check_mode:
@@ -305,7 +359,7 @@ def main() -> None:
             pidfile=dict(type="path", required=True),
             qmp=dict(type="path", required=True),
             sockets=dict(type="list", elements="path", default=[]),
-            state=dict(type="str", choices=["running", "absent"], default="running"),
+            state=dict(type="str", choices=["running", "absent", "query"], default="running"),
             replace=dict(type="bool", default=False),
             timeout=dict(type="float", default=30),
         ),

@@ -138,6 +138,12 @@ class Monitor:
         """Asynchronous events received since the last call (QMP only)."""
         return []
 
+    def yank_instances(self) -> list[str]:
+        """The types of QEMU's yank instances (QEMU 6.0+): "migration" among them while a
+        migration is set up, runs, or has not finished tearing down. Empty when the
+        monitor cannot tell."""
+        return []
+
 
 class QMPMonitor(Monitor):
     protocol = "qmp"
@@ -151,6 +157,12 @@ class QMPMonitor(Monitor):
 
     def events(self) -> list[dict[str, Any]]:
         return self.qmp.pop_events()
+
+    def yank_instances(self) -> list[str]:
+        try:
+            return [str(instance.get("type")) for instance in self.run("query-yank")]
+        except QMPCommandError:  # a QEMU older than 6.0
+            return []
 
     def status(self) -> str:
         return self.run("query-status")["status"]
@@ -281,6 +293,13 @@ class HMPMonitor(Monitor):
         if not line.startswith("info ") and out.strip():
             raise MigrationError(f"{self.path}: HMP {line!r} failed: {out.strip()}")
         return out
+
+    def yank_instances(self) -> list[str]:
+        # "chardev: compat_monitor0", "migration", ...; an older QEMU knows no such command.
+        out = self.run("info yank")
+        if "unknown command" in out:
+            return []
+        return [line.partition(":")[0].strip() for line in out.splitlines() if line.strip()]
 
     def status(self) -> str:
         out = self.run("info status")

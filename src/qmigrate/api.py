@@ -30,8 +30,6 @@ from typing import Any
 from qmigrate.errors import BadInput, QmigrateError
 from qmigrate.events import Event, published_run
 from qmigrate.progress import (
-    DEFAULT_RUNTIME_DIR,
-    DEFAULT_VM,
     MONITOR_TIMEOUT,
     MigrationWatch,
     Point,
@@ -205,8 +203,8 @@ def lab_status(*, project: PathLike | None = None, inventory: PathLike | None = 
         own = hostvars.get(host) or {}
         socket = monitor_socket(
             host,
-            str(own.get("vm_name", DEFAULT_VM)),
-            Path(own.get("vm_runtime_dir", DEFAULT_RUNTIME_DIR)),
+            str(own.get("qmigrate_vm_name", located.study_setting("qmigrate_vm_name"))),
+            Path(own.get("qmigrate_runtime_dir", located.study_setting("qmigrate_runtime_dir"))),
         )
         vms[host] = _vm_state(tools, socket)
     return LabStatus(located.inventory, {name: name in present for name in expected}, vms)
@@ -294,8 +292,10 @@ def migrate(
     reporter: ProgressReporter | None = None
     if on_progress is not None:
         tools = monitor_tools(located.root)
-        vm = str(extravars.get("migration_vm", DEFAULT_VM))
-        runtime_dir = Path(extravars.get("migration_runtime_dir", DEFAULT_RUNTIME_DIR))
+        vm = str(extravars.get("qmigrate_vm_name", located.study_setting("qmigrate_vm_name")))
+        runtime_dir = Path(
+            extravars.get("qmigrate_runtime_dir", located.study_setting("qmigrate_runtime_dir"))
+        )
         reporter = ProgressReporter(
             on_progress,
             lambda source: MigrationWatch(tools, monitor_socket(source, vm, runtime_dir)),

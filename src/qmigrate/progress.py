@@ -23,8 +23,6 @@ from typing import Any
 
 from qmigrate.module_utils import use_module_utils
 
-DEFAULT_RUNTIME_DIR = Path("/run/qmigrate")
-DEFAULT_VM = "vm0"
 MONITOR_SOCKET = "monitor.sock"
 # Monitor answers arrive in milliseconds; a busy or vanished monitor must not stall the
 # caller's progress loop for long.
@@ -40,10 +38,9 @@ def monitor_tools(project_root: Path) -> ModuleType:
     return importlib.import_module("ansible.module_utils.migration")
 
 
-def monitor_socket(
-    source: str, vm: str = DEFAULT_VM, runtime_dir: Path = DEFAULT_RUNTIME_DIR
-) -> Path:
-    """The HMP socket of VM on host SOURCE (roles/vm: <runtime dir>/<host>/<vm>/)."""
+def monitor_socket(source: str, vm: str, runtime_dir: Path) -> Path:
+    """The HMP socket of VM on host SOURCE (roles/vm: <runtime dir>/<host>/<vm>/; the
+    study's settings, qmigrate_vm_name and qmigrate_runtime_dir, say which)."""
     return runtime_dir / source / vm / MONITOR_SOCKET
 
 

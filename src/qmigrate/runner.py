@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import ansible_runner
+import yaml
 from ansible_runner.exceptions import AnsibleRunnerException
 
 from qmigrate.errors import BadInput, Interrupted, QmigrateError
@@ -33,6 +34,8 @@ KEEP_ARTIFACTS = 5
 # before it is killed.
 STOP_GRACE = 30.0
 DEFAULT_INVENTORY = Path("inventory") / "lab"
+# The study's settings, the one home of what every playbook reads (a defaults-only role).
+STUDY_SETTINGS = Path("roles") / "qmigrate" / "defaults" / "main.yml"
 
 
 def _default_artifacts() -> Path:
@@ -88,6 +91,12 @@ class Project:
     def results(self) -> Path:
         """Where the migration role writes run records unless told otherwise."""
         return self.root / "results"
+
+    def study_setting(self, name: str) -> Any:
+        """NAME's value in the study's settings (roles/qmigrate's defaults), which an
+        inventory or an extra var may override."""
+        settings = yaml.safe_load((self.root / STUDY_SETTINGS).read_text()) or {}
+        return settings[name]
 
     @property
     def variable_prefixes(self) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ from ansible.parsing.dataloader import DataLoader
 
 from action_plugins.qmigrate_inputs import Inputs, load_specs
 from filter_plugins.qemu import memory_mib
+from filter_plugins.study import qmigrate_vms
 from tests import ROOT
 
 ROLES = ROOT / "roles"
@@ -106,8 +107,11 @@ def test_good_input_in_any_form_passes(extra):
         ({"qmigrate_vm_name": "vm 0"}, "qmigrate_vm_name", "not a safe name"),
         ({"qmigrate_project_group": "x,y"}, "qmigrate_project_group", "not a safe name"),
         ({"vm_tap": "tap-with-a-long-name0"}, "vm_tap", "at most 15"),
-        ({"vm_network_taps": ["tap0", "a/b"]}, "vm_network_taps", "interface name"),
-        ({"vm_runtime_dir": "/run/q,x"}, "vm_runtime_dir", "without ','"),
+        ({"probe_interfaces": ["ens1f0", "a/b"]}, "probe_interfaces", "interface name"),
+        ({"qmigrate_runtime_dir": "/run/q,x"}, "qmigrate_runtime_dir", "without ','"),
+        ({"vm_runtime_dir": "/run/q"}, "vm_runtime_dir", "from qmigrate_runtime_dir"),
+        ({"vm_network_taps": ["tap0"]}, "vm_network_taps", "from qmigrate_vm_count"),
+        ({"vm_profile": "seed"}, "vm_profile", "from qmigrate_profile"),
         ({"vm_disk": "relative.img"}, "vm_disk", "absolute path"),
         ({"vm_memory": "12x"}, "vm_memory", "is not a size"),
         ({"vm_memory": 8}, "vm_memory", "too small"),
@@ -188,13 +192,70 @@ def test_a_value_on_one_host_only_names_the_host():
 def test_a_template_that_fails_is_reported_when_nothing_else_explains_it():
     class Failing(dict):
         def __getitem__(self, name):
-            if name == "vm_network_taps":
-                raise ValueError("qmigrate_vm_taps: boom")
+            if name == "qmigrate_guest_kernel":
+                raise ValueError("'shared_storage_dir' is undefined")
             return super().__getitem__(name)
 
-    hostvars = {host: Failing(STUDY, vm_network_taps="{{ x }}") for host in GROUPS["all"]}
+    hostvars = {host: Failing(STUDY, qmigrate_guest_kernel="{{ x }}") for host in GROUPS["all"]}
 
     problems = Inputs(hostvars, {}, GROUPS, SPECS, memory_mib).check()
 
-    assert [p.variable for p in problems] == ["vm_network_taps"]
-    assert "cannot be evaluated: qmigrate_vm_taps: boom" in problems[0].problem
+    assert [p.variable for p in problems] == ["qmigrate_guest_kernel"]
+    assert "cannot be evaluated: 'shared_storage_dir' is undefined" in problems[0].problem
+
+
+def test_an_inventory_setting_what_the_playbooks_wire_is_refused_naming_the_hosts():
+    hostvars = {host: dict(STUDY) for host in GROUPS["all"]}
+    hostvars["labdst"]["vm_profile"] = "seed"
+
+    problems = Inputs(hostvars, {}, GROUPS, SPECS, memory_mib).check()
+
+    assert [(p.variable, p.hosts) for p in problems] == [("vm_profile", ("labdst",))]
+    assert "set by the playbooks from qmigrate_profile" in problems[0].problem
+
+
+def plan(extra: dict[str, Any] | None = None, **inventory: Any) -> dict[str, Any] | None:
+    hostvars = {}
+    for host in GROUPS["all"]:
+        hostvars[host] = {**STUDY, **inventory, **(extra or {})}
+        if host in ADDRESSES:
+            hostvars[host]["experiment_address"] = ADDRESSES[host]
+    inputs = Inputs(hostvars, extra or {}, GROUPS, SPECS, memory_mib)
+    assert inputs.check() == []
+    return inputs.plan(qmigrate_vms)
+
+
+def test_the_plan_numbers_the_vms_from_the_roles_defaults():
+    made = plan()
+
+    assert (made["source"], made["destination"], made["colocated"]) == ("labsrc", "labdst", False)
+    (vm,) = made["vms"]
+    defaults = {
+        name: SPECS[name]["default"]
+        for name in ("vm_guest_address", "vm_mac", "migration_port", "vm_ssh_forward")
+    }
+    assert vm["name"] == SPECS["qmigrate_vm_name"]["default"] == "vm0"
+    assert vm["destination"] == "vm0"
+    assert vm["address"] == defaults["vm_guest_address"]
+    assert vm["mac"] == defaults["vm_mac"]
+    assert vm["port"] == defaults["migration_port"]
+    assert vm["ssh_forward"] == defaults["vm_ssh_forward"]
+    assert vm["tap"] == "tap0"
+
+
+def test_the_plan_takes_extra_vars_as_strings_reversed_and_same_host():
+    made = plan({"qmigrate_reverse": "true", "qmigrate_vm_count": "2"}, migration_port="5000")
+
+    assert (made["source"], made["destination"]) == ("labdst", "labsrc")
+    assert [(v["name"], v["port"]) for v in made["vms"]] == [("vm0", 5000), ("vm1", 5001)]
+
+    made = plan({"qmigrate_destination": "labsrc", "qmigrate_vm_name": "guest"})
+
+    assert made["colocated"] is True
+    assert [(v["name"], v["destination"]) for v in made["vms"]] == [("guest", "guest-incoming")]
+
+
+def test_no_plan_without_hypervisors():
+    inputs = Inputs({"localhost": {}}, {}, {"all": ["localhost"]}, SPECS, memory_mib)
+
+    assert inputs.plan(qmigrate_vms) is None
