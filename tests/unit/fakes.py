@@ -23,7 +23,8 @@ class FakeQEMU:
     are STATES, one per query (the last repeating). A state may be a callable, called with
     this fake, for a test that acts at that moment. `migrate_cancel` makes the migration
     CANCEL_TO (and, like QEMU, restarts a source that was running unless it completed).
-    Every command received is in `commands`.
+    Every command received is in `commands`. YANK lists the types of its yank instances
+    (query-yank), as a QEMU whose last migration never tore down keeps "migration".
     """
 
     def __init__(
@@ -35,8 +36,10 @@ class FakeQEMU:
         cancel_to: str = "cancelled",
         before: dict | None = None,
         slow: set[int] | None = None,
+        yank: list[str] | None = None,
     ) -> None:
         self.path = str(path)
+        self.yank = list(yank or [])
         self.vm = vm
         self.states = list(states or [{"status": "completed", "total-time": 5}])
         self.cancel_to = cancel_to
@@ -89,6 +92,8 @@ class FakeQEMU:
             return {"return": self._query()}
         if command == "qmp_capabilities":
             return {"return": {}}
+        if command == "query-yank":
+            return {"return": [{"type": t} for t in self.yank]}
         if command == "query-status":
             return {"return": {"status": self.vm, "running": self.vm == "running"}}
         if command == "query-migrate-capabilities":

@@ -272,6 +272,18 @@ def test_hmp_status_reads_qmps_name_for_the_state(hmp_monitor, output, status):
     assert server.received == ["info status"]
 
 
+def test_hmp_yank_instances_name_their_types(hmp_monitor):
+    monitor, _ = hmp_monitor({"info yank": "chardev: compat_monitor0\nmigration\n"})
+
+    assert monitor.yank_instances() == ["chardev", "migration"]
+
+
+def test_hmp_yank_instances_of_a_qemu_without_them_are_none(hmp_monitor):
+    older, _ = hmp_monitor({})  # a QEMU before 6.0: unknown command
+
+    assert older.yank_instances() == []
+
+
 def test_hmp_capabilities_reads_on_and_off(hmp_monitor):
     output = "xbzrle: off\r\nauto-converge: on\r\nevents: off\r\npostcopy-ram: on"
     monitor, _ = hmp_monitor({"info migrate_capabilities": output})

@@ -265,6 +265,30 @@ def test_a_postmigrate_source_whose_last_migration_failed_is_refused(run, qemu):
     assert "migrate" not in fake.names()
 
 
+def test_a_source_whose_last_migration_never_tore_down_is_refused_before_migrate(run, qemu):
+    # QEMU 7.2 after a multifd migration whose destination died: failed, and its
+    # migration's yank instance still registered; a migrate would be refused and leave
+    # the state at setup.
+    fake = qemu(before={"status": "failed"}, yank=["chardev", "migration"])
+
+    ended = run(fake)
+
+    assert ended.failed
+    assert "never finished tearing down" in ended.result["msg"]
+    assert "only a restart lets it migrate again" in ended.result["msg"]
+    assert "migrate" not in fake.names()
+    assert "migrate-set-capabilities" not in fake.names()
+
+
+def test_other_yank_instances_are_no_obstacle(run, qemu):
+    fake = qemu(yank=["chardev"])
+
+    ended = run(fake)
+
+    assert not ended.failed, ended.result
+    assert "migrate" in fake.names()
+
+
 def test_a_capability_given_as_off_stays_off(run, qemu):
     fake = qemu()
 
