@@ -505,10 +505,10 @@ class Inputs:
             )
         self.check_extra(count)
         self.check_wired()
-        if source in hypervisors and destination in hypervisors:
-            reverse = self.value(first, "qmigrate_reverse")
-            src, dst = (destination, source) if reverse else (source, destination)
-            if reverse and src == dst:
+        direction = self.direction()
+        if direction is not None:
+            src, dst = direction
+            if self.value(first, "qmigrate_reverse") and src == dst:
                 self.report(
                     "qmigrate_reverse",
                     f"a same-host migration ({src} to itself) has no way back; stop both VMs "
@@ -517,21 +517,31 @@ class Inputs:
             self.check_migration(src, dst, count)
             self.check_guest_addresses(count)
 
-    def plan(self, number: Callable[..., list[dict[str, Any]]]) -> dict[str, Any] | None:
-        """The run's migration, once its inputs passed: the source and destination hosts
-        (qmigrate_reverse applied), whether they are one host, and the VMs, which NUMBER
-        (the qmigrate_vms filter) counts up from the first VM's settings as the source
-        host has them (set or its role's default). None without hypervisors."""
+    def direction(self) -> tuple[str, str] | None:
+        """The migration's source and destination hosts, qmigrate_reverse applied; None
+        without hypervisors or when either is not one of them."""
         hypervisors = list(self.groups.get("hypervisors") or [])
         if not hypervisors:
             return None
         first = hypervisors[0]
         source = self.value(first, "qmigrate_source")
         destination = self.value(first, "qmigrate_destination")
-        if self.value(first, "qmigrate_reverse"):
-            source, destination = destination, source
         if source not in hypervisors or destination not in hypervisors:
             return None
+        if self.value(first, "qmigrate_reverse"):
+            return destination, source
+        return source, destination
+
+    def plan(self, number: Callable[..., list[dict[str, Any]]]) -> dict[str, Any] | None:
+        """The run's migration, once its inputs passed: the source and destination hosts
+        (qmigrate_reverse applied), whether they are one host, and the VMs, which NUMBER
+        (the qmigrate_vms filter) counts up from the first VM's settings as the source
+        host has them (set or its role's default). None without hypervisors."""
+        direction = self.direction()
+        if direction is None:
+            return None
+        source, destination = direction
+        first = self.groups["hypervisors"][0]
         colocated = source == destination
         vms = number(
             self.value(first, "qmigrate_vm_count"),

@@ -268,28 +268,37 @@ class VM:
             return []
         return sorted(set(have) ^ set(want)) or ["option order"]
 
+    def not_as_asked(self, pid: int, status: str | None = None) -> tuple[list[str], str]:
+        """For QEMU PID, running: the options its command line differs in from the argv,
+        and why state=running would restart it ('' when it stays as it is). A source whose
+        guest has migrated away (postmigrate) holds nothing: asked to be a destination, it
+        is restarted as one (a round trip's way back); so is a destination an earlier run
+        used. Any other state is left as it is. STATUS, when already read, saves a query."""
+        diff = self.differences(self.cmdline(pid))
+        if diff:
+            return diff, "its command line differs"
+        if "-incoming" not in self.p["argv"]:
+            return [], ""
+        status = status or self.status()
+        if status == "postmigrate":
+            return [], "its guest has migrated away (postmigrate)"
+        if status == "inmigrate":
+            return [], self.spent_destination()
+        return [], ""
+
     def query(self, pid: int | None) -> None:
         """state=query: the VM's pid and run state and, given an argv, whether it runs as
         asked, by the same rules as state=running; nothing is changed."""
         status = self.status() if pid is not None else None
         result = dict(changed=False, pid=pid, status=status, started=False)
-        argv = self.p["argv"]
-        if argv:
+        if self.p["argv"]:
             why = "it does not run"
             if pid is not None:
-                diff = self.differences(self.cmdline(pid))
+                diff, why = self.not_as_asked(pid, status)
                 if diff:
                     why = "it runs with a different command line (differs in: {})".format(
                         " ".join(diff)
                     )
-                elif "-incoming" not in argv:
-                    why = ""
-                elif status == "postmigrate":
-                    why = "its guest has migrated away (postmigrate)"
-                elif status == "inmigrate":
-                    why = self.spent_destination()
-                else:
-                    why = ""
             result["as_asked"] = not why
             if why:
                 result["why"] = why
@@ -314,23 +323,13 @@ class VM:
 
         changed = pid is None
         if pid is not None:
-            diff = self.differences(self.cmdline(pid))
+            diff, replaced = self.not_as_asked(pid)
             if diff and not self.p["replace"]:
                 self.module.fail_json(
                     msg="QEMU pid {} runs with a different command line (differs in: {}); "
                     "set replace=true to restart it".format(pid, " ".join(diff)),
                     pid=pid,
                 )
-            # A source whose guest has migrated away (postmigrate) holds nothing: asked to
-            # be a destination, it is restarted as one (a round trip's way back); so is a
-            # destination an earlier run used. Any other state is left as it is.
-            replaced = "its command line differs" if diff else ""
-            if not diff and "-incoming" in self.p["argv"]:
-                status = self.status()
-                if status == "postmigrate":
-                    replaced = "its guest has migrated away (postmigrate)"
-                elif status == "inmigrate":
-                    replaced = self.spent_destination()
             if replaced:
                 changed = True
                 self.result["replaced"] = replaced

@@ -198,13 +198,15 @@ def lab_status(*, project: PathLike | None = None, inventory: PathLike | None = 
     present = _namespaces()
     expected = [str(first.get("lab_switch", LAB_SWITCH)), *lab_hosts]
     tools = monitor_tools(located.root)
+    vm = located.study_setting("qmigrate_vm_name")
+    runtime_dir = located.study_setting("qmigrate_runtime_dir")
     vms = {}
     for host in _group_hosts(listing, "hypervisors"):
         own = hostvars.get(host) or {}
         socket = monitor_socket(
             host,
-            str(own.get("qmigrate_vm_name", located.study_setting("qmigrate_vm_name"))),
-            Path(own.get("qmigrate_runtime_dir", located.study_setting("qmigrate_runtime_dir"))),
+            str(own.get("qmigrate_vm_name", vm)),
+            Path(own.get("qmigrate_runtime_dir", runtime_dir)),
         )
         vms[host] = _vm_state(tools, socket)
     return LabStatus(located.inventory, {name: name in present for name in expected}, vms)
