@@ -96,10 +96,37 @@ def qmigrate_pending(pairs: list[dict], checked: dict, side: str) -> list[dict]:
     return [pair for pair in pairs if not (checked.get(pair[key]) or {}).get("as_asked")]
 
 
+def qmigrate_plan_hosts(plan: dict | None, hypervisors: list[str]) -> list[dict]:
+    """What the check of every input worked out (its qmigrate_plan), as add_host items:
+    each hypervisor with the groups the plays that follow run on (migration_source,
+    migration_destination, migration_pairs) and its VMs (vms, colocated; the source also
+    the first pair, pair), and localhost in qmigrate_inputs_checked. The source joins
+    qmigrate_directed too when one VM migrates: only further VMs need stand-ins of the
+    source (direction.yml), and that play then marks the direction decided."""
+    hosts: list[dict] = [{"name": "localhost", "groups": ["qmigrate_inputs_checked"]}]
+    if not plan:
+        return hosts
+    source, destination, vms = plan["source"], plan["destination"], plan["vms"]
+    for host in hypervisors:
+        groups = []
+        if host == source:
+            groups += ["migration_source", "migration_pairs"]
+            if len(vms) == 1:
+                groups.append("qmigrate_directed")
+        if host == destination:
+            groups.append("migration_destination")
+        item = {"name": host, "groups": groups, "vms": vms, "colocated": plan["colocated"]}
+        if host == source:
+            item["pair"] = vms[0]
+        hosts.append(item)
+    return hosts
+
+
 class FilterModule:
     def filters(self):
         return {
             "qmigrate_vms": qmigrate_vms,
             "qmigrate_vm_taps": qmigrate_vm_taps,
             "qmigrate_pending": qmigrate_pending,
+            "qmigrate_plan_hosts": qmigrate_plan_hosts,
         }

@@ -6,7 +6,12 @@ from __future__ import annotations
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from filter_plugins.study import qmigrate_pending, qmigrate_vm_taps, qmigrate_vms
+from filter_plugins.study import (
+    qmigrate_pending,
+    qmigrate_plan_hosts,
+    qmigrate_vm_taps,
+    qmigrate_vms,
+)
 
 
 def test_one_vm_is_the_seeds():
@@ -107,3 +112,33 @@ def test_pending_pairs_are_those_whose_vm_here_does_not_run_as_asked():
 def test_pending_refuses_an_unknown_side():
     with pytest.raises(AnsibleFilterError, match="is not source or destination"):
         qmigrate_pending([], {}, "client")
+
+
+def test_the_plan_puts_each_hypervisor_in_its_groups_with_its_vms():
+    vms = qmigrate_vms(1)
+    plan = {"source": "labdst", "destination": "labsrc", "colocated": False, "vms": vms}
+
+    localhost, src, dst = qmigrate_plan_hosts(plan, ["labsrc", "labdst"])
+
+    assert localhost == {"name": "localhost", "groups": ["qmigrate_inputs_checked"]}
+    assert src["name"] == "labsrc" and src["groups"] == ["migration_destination"]
+    assert "pair" not in src
+    assert dst["groups"] == ["migration_source", "migration_pairs", "qmigrate_directed"]
+    assert dst["pair"] == vms[0]
+    assert src["vms"] == dst["vms"] == vms and src["colocated"] is False
+
+
+def test_further_vms_leave_the_direction_to_their_stand_ins():
+    vms = qmigrate_vms(3)
+    plan = {"source": "labsrc", "destination": "labsrc", "colocated": True, "vms": vms}
+
+    _, src, dst = qmigrate_plan_hosts(plan, ["labsrc", "labdst"])
+
+    assert src["groups"] == ["migration_source", "migration_pairs", "migration_destination"]
+    assert dst["groups"] == [] and dst["colocated"] is True
+
+
+def test_without_a_plan_only_the_check_is_noted():
+    assert qmigrate_plan_hosts(None, ["labsrc"]) == [
+        {"name": "localhost", "groups": ["qmigrate_inputs_checked"]}
+    ]
