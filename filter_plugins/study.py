@@ -122,6 +122,36 @@ def qmigrate_plan_hosts(plan: dict | None, hypervisors: list[str]) -> list[dict]
     return hosts
 
 
+def qmigrate_standing(checked: dict, prepare: str = "when-needed") -> list[dict]:
+    """How each host's VMs stand, as add_host items (name, groups) from CHECKED, each host
+    of the check's play with the vm role's vm_result there (empty or None when the host was
+    not asked: a lab host whose namespace does not exist yet). A host whose VMs all run
+    joins qmigrate_vm_running, one whose VMs all run as asked also qmigrate_vm_as_asked
+    (launch.yml has nothing to start there), one that answered qmigrate_host_answers; and
+    when one host's VMs run and every host answered, every host joins qmigrate_prepared
+    (migrate.yml skips building the lab and provisioning) unless PREPARE is always."""
+    items = []
+    for host, vms in checked.items():
+        vms = vms or {}
+        groups = []
+        if vms:
+            groups.append("qmigrate_host_answers")
+            if all(vm.get("pid") is not None for vm in vms.values()):
+                groups.append("qmigrate_vm_running")
+            if all(vm.get("as_asked") for vm in vms.values()):
+                groups.append("qmigrate_vm_as_asked")
+        items.append({"name": host, "groups": groups})
+    prepared = (
+        prepare != "always"
+        and any("qmigrate_vm_running" in item["groups"] for item in items)
+        and all("qmigrate_host_answers" in item["groups"] for item in items)
+    )
+    if prepared:
+        for item in items:
+            item["groups"].append("qmigrate_prepared")
+    return items
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -129,4 +159,5 @@ class FilterModule:
             "qmigrate_vm_taps": qmigrate_vm_taps,
             "qmigrate_pending": qmigrate_pending,
             "qmigrate_plan_hosts": qmigrate_plan_hosts,
+            "qmigrate_standing": qmigrate_standing,
         }

@@ -9,6 +9,7 @@ from ansible.errors import AnsibleFilterError
 from filter_plugins.study import (
     qmigrate_pending,
     qmigrate_plan_hosts,
+    qmigrate_standing,
     qmigrate_vm_taps,
     qmigrate_vms,
 )
@@ -142,3 +143,43 @@ def test_without_a_plan_only_the_check_is_noted():
     assert qmigrate_plan_hosts(None, ["labsrc"]) == [
         {"name": "localhost", "groups": ["qmigrate_inputs_checked"]}
     ]
+
+
+def groups_of(items):
+    return {item["name"]: item["groups"] for item in items}
+
+
+def test_standing_groups_running_as_asked_answering_and_prepared():
+    checked = {
+        "labsrc": {"vm0": {"as_asked": True, "pid": 10}},
+        "labdst": {"vm0": {"as_asked": False, "pid": 11, "why": "postmigrate"}},
+    }
+
+    groups = groups_of(qmigrate_standing(checked))
+
+    assert groups["labsrc"] == [
+        "qmigrate_host_answers",
+        "qmigrate_vm_running",
+        "qmigrate_vm_as_asked",
+        "qmigrate_prepared",
+    ]
+    assert groups["labdst"] == ["qmigrate_host_answers", "qmigrate_vm_running", "qmigrate_prepared"]
+
+
+def test_standing_prepares_again_when_asked_to_or_when_a_host_did_not_answer():
+    running = {"vm0": {"as_asked": True, "pid": 10}}
+    gone = {"vm0": {"as_asked": False, "pid": None}}
+
+    assert (
+        "qmigrate_prepared"
+        not in groups_of(qmigrate_standing({"labsrc": running, "labdst": gone}, "always"))["labsrc"]
+    )
+    unasked = groups_of(qmigrate_standing({"labsrc": running, "labdst": None}))
+    assert unasked == {
+        "labsrc": ["qmigrate_host_answers", "qmigrate_vm_running", "qmigrate_vm_as_asked"],
+        "labdst": [],
+    }
+    assert groups_of(qmigrate_standing({"labsrc": gone, "labdst": gone})) == {
+        "labsrc": ["qmigrate_host_answers"],
+        "labdst": ["qmigrate_host_answers"],
+    }
