@@ -33,6 +33,19 @@ options:
     description: Point C(<results_dir>/latest) at this run.
     type: bool
     default: true
+  fact:
+    description:
+      - Also set the record as this fact of the host (the migration role's
+        C(migration_result)), in the same task.
+    type: str
+  publish:
+    description:
+      - Also publish the run to the playbook's caller, as C(set_stats) would (not per
+        host, not aggregated), as C(qmigrate_run), the record without its C(timeline)
+        and C(events), and C(qmigrate_run_json), run.json's real path. ansible-runner
+        returns them as the run's artifact data. Nothing is published in check mode.
+    type: bool
+    default: false
 notes:
   - Supports check mode, in which it writes nothing and reports where it would.
 """
@@ -42,6 +55,13 @@ EXAMPLES = r"""
   qmigrate_record:
     record: "{{ __migration_record }}"
     results_dir: "{{ migration_results_dir }}"
+
+- name: Write run.json, keep the record as a fact and publish it to the caller
+  qmigrate_record:
+    record: "{{ __migration_record }}"
+    results_dir: "{{ migration_results_dir }}"
+    fact: migration_result
+    publish: true
 """
 
 RETURN = r"""
@@ -50,6 +70,10 @@ dest:
   returned: always
   type: str
   sample: /work/qmigrate/results/20261201T120000Z-vm0-labsrc-to-labdst/run.json
+ansible_facts:
+  description: The record as the fact named by O(fact).
+  returned: when O(fact) is given
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -62,6 +86,8 @@ def main() -> None:
             results_dir=dict(type="path", default="results"),
             run_id=dict(type="str"),
             latest=dict(type="bool", default=True),
+            fact=dict(type="str"),
+            publish=dict(type="bool", default=False),
         ),
         supports_check_mode=True,
     )
