@@ -12,6 +12,7 @@ from labrun import (
     last_heartbeat,
     qemu_pid,
     qmp_status,
+    run_module,
     run_playbooks,
     socat,
     vm_file,
@@ -40,6 +41,21 @@ def test_guest_answers_ping_from_the_client(launched):
     )
 
     assert ping.returncode == 0, ping.stdout + ping.stderr
+
+
+def test_lab_sessions_have_a_home_of_their_own(launched):
+    # Not the machine's /root, whose shell start-up files would run for every module sent.
+    run = run_module("lab", "ansible.builtin.command", {"argv": ["printenv", "HOME"]})
+
+    assert run.rc == 0, run.text[-3000:]
+    homes = {
+        host: result["stdout"]
+        for doc in run.reports
+        for play in doc["plays"]
+        for task in play["tasks"]
+        for host, result in task["hosts"].items()
+    }
+    assert homes == {h: "/var/lib/qmigrate/lab/home" for h in ("labsrc", "labdst", "labclient")}
 
 
 def test_seed_monitor_socket_answers_socat(launched):
