@@ -105,7 +105,13 @@ class Project:
         return ("qmigrate", *roles)
 
     def envvars(self) -> dict[str, str]:
-        env = {"ANSIBLE_CONFIG": str(self.root / "ansible.cfg")}
+        env = {
+            "ANSIBLE_CONFIG": str(self.root / "ansible.cfg"),
+            # ansible-runner puts its own callbacks on the path in an environment variable,
+            # which hides ansible.cfg's callback_plugins: named here, runner adds its own
+            # after it (the project's callbacks that need no enabling, qmigrate_prebuild).
+            "ANSIBLE_CALLBACK_PLUGINS": str(self.root / "callback_plugins"),
+        }
         # Ansible's commands beside this Python (its virtual environment's), even when
         # that environment is not activated.
         bindir = Path(sys.executable).parent
