@@ -120,10 +120,34 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
             "method": best["method"],
             "target": ">= 0.5",
         }
-    if _median(defaults, "overhead_s") is not None:
-        targets["overhead_s"] = {"value": _median(defaults, "overhead_s"), "target": "<= 3"}
-    if report.get("noop_wall_s"):
-        targets["noop_wall_s"] = {"value": spread(report["noop_wall_s"]), "target": "<= 2"}
+    # Issue 13's two targets: from the overhead part when it ran (probes off, nothing
+    # else measuring beside the run); else from the compare part, whose runs have the
+    # bench's own ping and CPU samplers running beside them, as the note says.
+    overhead = report.get("overhead") or {}
+    if overhead.get("overhead_s"):
+        targets["overhead_s"] = {
+            "value": spread(overhead["overhead_s"]),
+            "target": "<= 3",
+            "note": "the overhead part: migrate.yml on a running pair, probes off",
+        }
+    elif _median(defaults, "overhead_s") is not None:
+        targets["overhead_s"] = {
+            "value": _median(defaults, "overhead_s"),
+            "target": "<= 3",
+            "note": "the compare part's runs (the bench's ping and CPU samplers beside them)",
+        }
+    if overhead.get("noop_wall_s"):
+        targets["noop_wall_s"] = {
+            "value": spread(overhead["noop_wall_s"]),
+            "target": "<= 2",
+            "note": "the overhead part: each right after its own migration",
+        }
+    elif report.get("noop_wall_s"):
+        targets["noop_wall_s"] = {
+            "value": spread(report["noop_wall_s"]),
+            "target": "<= 2",
+            "note": "after the compare part's migrations",
+        }
     if report.get("noop_full_wall_s"):
         targets["noop_full_wall_s"] = {
             "value": spread(report["noop_full_wall_s"]),

@@ -17,8 +17,10 @@ description:
   - O(state=completed) checks every capability and parameter against what this QEMU
     supports before anything starts, sets them, starts the migration and waits for a
     final state, recording a progress timeline (status, transferred, remaining,
-    throughput, dirty-sync count) every O(poll_interval) seconds and the QMP events with
-    their times. With O(postcopy_after_passes) it switches to postcopy after that many
+    throughput, dirty-sync count) every O(poll_interval) seconds, and at once when QEMU
+    sends an event over QMP (a status change, a pass), and the QMP events with their
+    times; so the module returns as soon as the migration completes, not at the next
+    point. With O(postcopy_after_passes) it switches to postcopy after that many
     dirty-sync passes.
   - A migration that fails, or does not finish within O(timeout) seconds, or whose
     monitor fails while it is followed, or whose controller goes away (Ctrl-C or a signal
@@ -83,7 +85,8 @@ options:
     type: float
     default: 600
   poll_interval:
-    description: Seconds between two points of the progress timeline.
+    description: Seconds between two points of the progress timeline, at most (over QMP
+      a point is also taken at each event).
     type: float
     default: 0.1
   postcopy_after_passes:
@@ -582,7 +585,7 @@ class Migration:
                             stalled(timeline),
                         )
                     )
-                time.sleep(self.p["poll_interval"])
+                self.mon.pause(self.p["poll_interval"])
         except Aborted as stop:
             keep(stats)
             self.abort(stop.reason, vm_before, postcopy_at is not None or in_postcopy(timeline))

@@ -138,6 +138,10 @@ class Monitor:
         """Asynchronous events received since the last call (QMP only)."""
         return []
 
+    def pause(self, seconds: float) -> None:
+        """Wait SECONDS between two looks at a migration (HMP: a plain sleep)."""
+        time.sleep(seconds)
+
     def yank_instances(self) -> list[str]:
         """The types of QEMU's yank instances (QEMU 6.0+): "migration" among them while a
         migration is set up, runs, or has not finished tearing down. Empty when the
@@ -157,6 +161,11 @@ class QMPMonitor(Monitor):
 
     def events(self) -> list[dict[str, Any]]:
         return self.qmp.pop_events()
+
+    def pause(self, seconds: float) -> None:
+        """Wait SECONDS, or less: until QEMU sends an event (a migration's status change,
+        a pass), so that the next look comes at once, at the completion too."""
+        self.qmp.await_event(seconds)
 
     def yank_instances(self) -> list[str]:
         try:

@@ -250,6 +250,20 @@ class QMPClient(_MonitorChannel):
             checked = len(self.events)
             self._read_messages(deadline, awaiting)
 
+    def await_event(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for the next event; True as soon as one has come.
+        It stays buffered (pop_events returns it), as do events that came before."""
+        count = len(self.events)
+        deadline = _Deadline(timeout)
+        while len(self.events) == count:
+            if deadline.remaining() <= 0:
+                return False
+            try:
+                self._read_messages(deadline, "an event")
+            except QMPTimeout:
+                return len(self.events) > count
+        return True
+
     def pop_events(self) -> list[dict[str, Any]]:
         """Return every buffered event, oldest first, and empty the buffer."""
         events, self.events = self.events, []

@@ -167,6 +167,25 @@ def test_targets_compare_seed_with_defaults_and_the_link():
     assert targets["scale_4_over_1"]["value"] is None
 
 
+def test_targets_take_the_overhead_parts_figures_when_it_ran():
+    records = [
+        record("qmigrate defaults", 400, r, overhead_s=4.0 + r, wall_s=5.0) for r in (1, 2, 3)
+    ]
+    report = {
+        "records": records,
+        "link_mbps": [8000.0],
+        "noop_wall_s": [4.9, 5.0],
+        "overhead": {"overhead_s": [2.8, 3.0, 3.4], "noop_wall_s": [2.5, 2.6, 2.7]},
+    }
+
+    targets = summarise(report)["targets"]
+
+    assert targets["overhead_s"]["value"]["median"] == 3.0
+    assert "overhead part" in targets["overhead_s"]["note"]
+    assert targets["noop_wall_s"]["value"]["median"] == 2.6
+    assert "overhead part" in targets["noop_wall_s"]["note"]
+
+
 def test_table_has_a_row_per_method_and_names_what_failed():
     records = [record("qmigrate defaults", 400, 1), {**record("qmigrate multifd 4", 1, 1)}]
     records[1].update(status="failed", total_ms=None)

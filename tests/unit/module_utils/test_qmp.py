@@ -544,3 +544,38 @@ def test_real_qemu_answers_on_both_monitors(qemu_monitors):
     assert hmp_paused == "VM status: paused"
     assert unknown.value.error_class == "CommandNotFound"
     assert hmp_unknown == "unknown command: 'no-such-command'"
+
+
+def test_await_event_returns_when_one_comes_and_keeps_it(serve):
+    def script(peer: Peer) -> None:
+        peer.handshake()
+        time.sleep(0.1)
+        peer.send_json({"event": "MIGRATION", "data": {"status": "completed"}})
+
+    monitor = serve(script)
+
+    with QMPClient(monitor.path, timeout=2) as client:
+        start = time.monotonic()
+        came = client.await_event(5)
+        waited = time.monotonic() - start
+        kept = client.pop_events()
+
+    assert came
+    assert waited < 4  # at the event, not after the whole 5 s
+    assert [event["data"] for event in kept] == [{"status": "completed"}]
+
+
+def test_await_event_gives_up_after_its_time_without_closing(serve):
+    def script(peer: Peer) -> None:
+        peer.handshake()
+        request = peer.recv_request()
+        peer.send_json({"return": {"status": "running"}, "id": request["id"]})
+
+    monitor = serve(script)
+
+    with QMPClient(monitor.path, timeout=2) as client:
+        came = client.await_event(SHORT)
+        status = client.execute("query-status")
+
+    assert not came
+    assert status == {"status": "running"}
