@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ansible import constants as C
+from ansible.errors import AnsibleFilterError
 from ansible.module_utils.common.validation import (
     check_type_bool,
     check_type_float,
@@ -67,6 +68,17 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "qemu_apt_lock_timeout": (0, 86400, False),
     "lab_stop_timeout": (0, 3600, True),
 }
+
+# The migration role's variables its migration_settings filter takes, in its order.
+SETTINGS = (
+    "migration_defaults",
+    "migration_postcopy",
+    "migration_multifd_channels",
+    "migration_max_bandwidth",
+    "migration_downtime_limit",
+    "migration_capabilities",
+    "migration_parameters",
+)
 
 # Names that become file names, QEMU ids or option values: no '/', no '..', no comma,
 # no space.
@@ -532,11 +544,20 @@ class Inputs:
             return destination, source
         return source, destination
 
-    def plan(self, number: Callable[..., list[dict[str, Any]]]) -> dict[str, Any] | None:
+    def plan(
+        self,
+        number: Callable[..., list[dict[str, Any]]],
+        default_uri: Callable[..., str],
+        settings: Callable[..., dict[str, Any]],
+    ) -> dict[str, Any] | None:
         """The run's migration, once its inputs passed: the source and destination hosts
         (qmigrate_reverse applied), whether they are one host, and the VMs, which NUMBER
         (the qmigrate_vms filter) counts up from the first VM's settings as the source
-        host has them (set or its role's default). None without hypervisors."""
+        host has them (set or its role's default). Each VM with what its migration sets on
+        both QEMUs (incoming: the URI, capabilities and parameters, by the migration
+        role's own filters DEFAULT_URI and SETTINGS, from the source host's variables),
+        which running.yml's state check gives a fresh destination to listen with. None
+        without hypervisors."""
         direction = self.direction()
         if direction is None:
             return None
@@ -553,6 +574,20 @@ class Inputs:
             colocated=colocated,
             profile=self.value(first, "qmigrate_profile"),
         )
+        runtime = self.value(source, "qmigrate_runtime_dir")
+        for vm in vms:
+            try:
+                uri = default_uri(
+                    self.value(source, "migration_uri", ""),
+                    self.value(source, "migration_transport"),
+                    posixpath.join(runtime, destination, vm["destination"]),
+                    self.value(destination, "experiment_address", ""),
+                    vm["port"],
+                )
+                vm["incoming"] = settings(uri, *(self.value(source, n) for n in SETTINGS))
+            except AnsibleFilterError:
+                pass  # no early listen: the migration role names what is missing
+
         return {"source": source, "destination": destination, "colocated": colocated, "vms": vms}
 
     def check_wired(self) -> None:
@@ -789,7 +824,11 @@ class ActionModule(ActionBase):
         if not problems:
             # What direction.yml applies: computed here, where every role's defaults are
             # known, instead of repeated there as default() filters.
-            plan = inputs.plan(filter_loader.get("qmigrate_vms").j2_function)
+            plan = inputs.plan(
+                filter_loader.get("qmigrate_vms").j2_function,
+                filter_loader.get("migration_default_uri").j2_function,
+                filter_loader.get("migration_settings").j2_function,
+            )
             if plan is not None:
                 result["ansible_facts"] = {"qmigrate_plan": plan}
         if warnings:

@@ -1,11 +1,14 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filters for migration runs: the guest's heartbeat, and a run record's summary."""
+"""Filters for migration runs: the guest's heartbeat, a run record's summary, and what a
+migration sets on both QEMUs (its URI, capabilities and parameters)."""
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible.module_utils.parsing.convert_bool import boolean
 
 # Only whole lines count: a log read while QEMU writes may end in half a line.
 HEARTBEAT = re.compile(r"qmigrate-heartbeat ([0-9]+) [0-9.]+\r?\n")
@@ -80,10 +83,80 @@ def migration_summary(record: dict) -> list[str]:
     return lines
 
 
+def migration_default_uri(
+    uri: str, transport: str, destination_dir: str, destination_address: str, port: Any
+) -> str:
+    """The migration's URI: URI when given, else a UNIX socket in the destination VM's
+    runtime directory DESTINATION_DIR (transport unix, a same-host migration), else TCP to
+    the destination host's experiment address (its address without the prefix length)
+    on PORT."""
+    if uri:
+        return str(uri)
+    if transport == "unix":
+        return f"unix:{destination_dir}/migration.sock"
+    address = str(destination_address or "").split("/")[0]
+    if not address:
+        raise AnsibleFilterError(
+            "migration_default_uri: the destination host has no experiment_address to "
+            "migrate to over tcp; set it in the inventory, or set migration_uri"
+        )
+    return f"tcp:{address}:{_int(port, 'migration_port')}"
+
+
+def migration_settings(
+    uri: str,
+    defaults: str = "qmigrate",
+    postcopy: Any = False,
+    multifd_channels: Any = 1,
+    max_bandwidth: Any = 0,
+    downtime_limit: Any = 300,
+    capabilities: dict | None = None,
+    parameters: dict | None = None,
+) -> dict:
+    """What a migration over URI sets on both QEMUs, from the migration role's variables
+    of the same names (migration_defaults, migration_postcopy, ...): {uri, capabilities,
+    parameters}. qmigrate's defaults (DEFAULTS qmigrate) lift the bandwidth cap, set the
+    downtime limit, and use multifd with more than one channel unless postcopy is asked
+    for; seed leaves QEMU's own. CAPABILITIES and PARAMETERS, given, win. The migration
+    role and the check of every input (which lets a fresh destination listen early with
+    them) both take them from here."""
+    tuned = defaults == "qmigrate"
+    postcopy = boolean(postcopy, strict=False)
+    channels = _int(multifd_channels, "migration_multifd_channels")
+    multifd = tuned and not postcopy and channels > 1 and re.match(r"(tcp|unix):", uri) is not None
+    caps: dict = {}
+    if multifd:
+        caps["multifd"] = True
+    if postcopy:
+        caps["postcopy-ram"] = True
+    caps.update(capabilities or {})
+    params: dict = {}
+    if tuned:
+        params["max-bandwidth"] = _int(max_bandwidth, "migration_max_bandwidth")
+        params["downtime-limit"] = _int(downtime_limit, "migration_downtime_limit")
+    if multifd:
+        params["multifd-channels"] = channels
+    params.update(parameters or {})
+    return {"uri": uri, "capabilities": caps, "parameters": params}
+
+
+def _int(value: Any, name: str) -> int:
+    """VALUE as an integer the way Jinja's int filter reads one (an extra var is a string)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        try:
+            return int(float(value))
+        except (TypeError, ValueError):
+            raise AnsibleFilterError(f"{name}: {value!r} is not an integer") from None
+
+
 class FilterModule:
     def filters(self):
         return {
             "heartbeats": heartbeats,
             "heartbeat_continuity": heartbeat_continuity,
             "migration_summary": migration_summary,
+            "migration_default_uri": migration_default_uri,
+            "migration_settings": migration_settings,
         }

@@ -233,11 +233,10 @@ from ansible.module_utils.migration import (
     RUNNING_STATES,
     MigrationError,
     QMPError,
-    coerce_parameters,
+    checked_settings,
     connect,
     listening_uris,
     sample,
-    strict_bool,
     summary,
 )
 
@@ -331,43 +330,20 @@ class Migration:
             self.mon.close()
         self.mon = connect(self.p["socket"], self.p["monitor_timeout"])
 
-    def wanted_capabilities(self) -> dict:
-        caps = {}
-        for name, value in self.p["capabilities"].items():
-            try:
-                caps[name] = strict_bool(value, f"capabilities.{name}")
-            except ValueError as exc:
-                self.fail(str(exc))
-        if self.mon.protocol == "qmp":
-            caps.setdefault("events", True)
-        return caps
-
     def validate(self) -> tuple[dict, dict]:
         """The capabilities and parameters to set, checked against this QEMU and given
         the types it reports (an extra var given as -e key=value is a string)."""
-        caps = self.wanted_capabilities()
-        supported = self.mon.capabilities()
-        self.refuse_unknown("capabilities", caps, supported)
-        current = self.mon.parameters()
-        self.refuse_unknown("parameters", self.p["parameters"], current)
         try:
-            params = coerce_parameters(self.p["parameters"], current)
+            caps, params, supported = checked_settings(
+                self.mon, self.p["capabilities"], self.p["parameters"]
+            )
         except ValueError as exc:
-            self.fail(f"{exc} (at {self.where()})")
+            self.fail(str(exc))
         if self.p["postcopy_after_passes"] is not None and not (
             caps.get("postcopy-ram") or supported.get("postcopy-ram")
         ):
             self.fail("postcopy_after_passes needs the postcopy-ram capability on both sides")
         return caps, params
-
-    def refuse_unknown(self, option: str, wanted: dict, known: dict) -> None:
-        unknown = sorted(set(wanted) - set(known))
-        if unknown:
-            self.fail(
-                "{}: {} not supported by this QEMU ({}); it supports: {}".format(
-                    option, ", ".join(unknown), self.where(), ", ".join(sorted(known))
-                )
-            )
 
     def apply(self, caps: dict, params: dict) -> None:
         try:

@@ -105,6 +105,39 @@ def coerce_parameters(wanted: dict[str, Any], current: dict[str, Any]) -> dict[s
     return coerced
 
 
+def checked_settings(
+    mon: Monitor, capabilities: dict[str, Any], parameters: dict[str, Any]
+) -> tuple[dict[str, bool], dict[str, Any], dict[str, bool]]:
+    """The CAPABILITIES and PARAMETERS to set on the QEMU behind MON, checked against what
+    it supports and given the types it reports (an extra var given as -e key=value is a
+    string); over QMP the events capability too, for the migration's timeline. Returns
+    them with the capabilities QEMU supports; raises ValueError naming what is wrong."""
+    caps = {
+        name: strict_bool(value, f"capabilities.{name}") for name, value in capabilities.items()
+    }
+    if mon.protocol == "qmp":
+        caps.setdefault("events", True)
+    supported = mon.capabilities()
+    _refuse_unknown("capabilities", caps, supported, mon.path)
+    current = mon.parameters()
+    _refuse_unknown("parameters", parameters, current, mon.path)
+    try:
+        params = coerce_parameters(parameters, current)
+    except ValueError as exc:
+        raise ValueError(f"{exc} (at {mon.path})") from None
+    return caps, params, supported
+
+
+def _refuse_unknown(option: str, wanted: dict[str, Any], known: dict[str, Any], where: str) -> None:
+    unknown = sorted(set(wanted) - set(known))
+    if unknown:
+        raise ValueError(
+            "{}: {} not supported by this QEMU ({}); it supports: {}".format(
+                option, ", ".join(unknown), where, ", ".join(sorted(known))
+            )
+        )
+
+
 def listening_uris(info: dict[str, Any]) -> list[str]:
     """Where a destination listens, as migration URIs, from its query-migrate (QMP's
     socket-address list, or HMP's "socket address" lines as parse_info_migrate keeps

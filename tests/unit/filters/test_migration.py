@@ -7,7 +7,13 @@ import pytest
 from ansible.errors import AnsibleFilterError
 from ansible.module_utils.migration import parse_info_migrate, summary
 
-from filter_plugins.migration import heartbeat_continuity, heartbeats, migration_summary
+from filter_plugins.migration import (
+    heartbeat_continuity,
+    heartbeats,
+    migration_default_uri,
+    migration_settings,
+    migration_summary,
+)
 from tests.unit.qemu_answers import QMP_COMPLETED, info_migrate
 
 # heartbeats and heartbeat_continuity
@@ -178,3 +184,69 @@ def test_summary_lines_of_a_failed_migration_name_the_error_and_failed_checks():
         "verified: source_running; FAILED: destination_running, migration_completed",
         "record: 20250101T120000Z-vm0/run.json",
     ]
+
+
+# -- what a migration sets on both QEMUs ------------------------------------------------
+
+
+def test_qmigrates_defaults_lift_the_cap_and_keep_one_stream():
+    assert migration_settings("tcp:10.10.1.2:4444") == {
+        "uri": "tcp:10.10.1.2:4444",
+        "capabilities": {},
+        "parameters": {"max-bandwidth": 0, "downtime-limit": 300},
+    }
+
+
+def test_the_seeds_method_leaves_qemus_own_settings():
+    settings = migration_settings("tcp:10.10.1.2:4444", "seed", "false", "4", "0", "300")
+
+    assert (settings["capabilities"], settings["parameters"]) == ({}, {})
+
+
+@pytest.mark.parametrize(
+    ("uri", "postcopy", "multifd"),
+    [
+        ("tcp:10.10.1.2:4444", "false", True),
+        ("unix:/run/qmigrate/labsrc/vm0-incoming/migration.sock", False, True),
+        ("tcp:10.10.1.2:4444", "true", False),  # postcopy and multifd do not mix on 7.2
+        ("exec:cat > /dev/null", False, False),
+    ],
+)
+def test_multifd_with_more_than_one_channel_over_a_socket_without_postcopy(uri, postcopy, multifd):
+    settings = migration_settings(uri, "qmigrate", postcopy, "4")
+
+    assert ("multifd" in settings["capabilities"]) is multifd
+    assert settings["parameters"].get("multifd-channels") == (4 if multifd else None)
+    assert ("postcopy-ram" in settings["capabilities"]) is (postcopy == "true")
+
+
+def test_capabilities_and_parameters_given_win():
+    settings = migration_settings(
+        "tcp:10.10.1.2:4444",
+        "qmigrate",
+        False,
+        4,
+        "1000",
+        "500",
+        {"multifd": False, "auto-converge": True},
+        {"downtime-limit": 50},
+    )
+
+    assert settings["capabilities"] == {"multifd": False, "auto-converge": True}
+    assert settings["parameters"] == {
+        "max-bandwidth": 1000,
+        "downtime-limit": 50,
+        "multifd-channels": 4,
+    }
+
+
+def test_the_default_uri_by_transport():
+    assert migration_default_uri("", "tcp", "/run/x", "10.10.1.2/24", "4444") == (
+        "tcp:10.10.1.2:4444"
+    )
+    assert migration_default_uri("", "unix", "/run/qmigrate/labsrc/vm0-incoming", "", 4444) == (
+        "unix:/run/qmigrate/labsrc/vm0-incoming/migration.sock"
+    )
+    assert migration_default_uri("tcp:10.0.0.9:1", "tcp", "/run/x", "", 1) == "tcp:10.0.0.9:1"
+    with pytest.raises(AnsibleFilterError, match="no experiment_address"):
+        migration_default_uri("", "tcp", "/run/x", "", 4444)

@@ -9,6 +9,7 @@ import pytest
 from ansible.parsing.dataloader import DataLoader
 
 from action_plugins.qmigrate_inputs import Inputs, load_specs
+from filter_plugins.migration import migration_default_uri, migration_settings
 from filter_plugins.qemu import memory_mib
 from filter_plugins.study import qmigrate_vms
 from tests import ROOT
@@ -222,7 +223,7 @@ def plan(extra: dict[str, Any] | None = None, **inventory: Any) -> dict[str, Any
             hostvars[host]["experiment_address"] = ADDRESSES[host]
     inputs = Inputs(hostvars, extra or {}, GROUPS, SPECS, memory_mib)
     assert inputs.check() == []
-    return inputs.plan(qmigrate_vms)
+    return inputs.plan(qmigrate_vms, migration_default_uri, migration_settings)
 
 
 def test_the_plan_numbers_the_vms_from_the_roles_defaults():
@@ -255,7 +256,37 @@ def test_the_plan_takes_extra_vars_as_strings_reversed_and_same_host():
     assert [(v["name"], v["destination"]) for v in made["vms"]] == [("guest", "guest-incoming")]
 
 
+def test_the_plan_gives_each_destination_what_its_migration_sets():
+    made = plan()
+
+    (vm,) = made["vms"]
+    # the migration role's defaults: uncapped, the downtime limit, one stream
+    assert vm["incoming"] == {
+        "uri": "tcp:10.10.1.2:4444",
+        "capabilities": {},
+        "parameters": {"max-bandwidth": 0, "downtime-limit": 300},
+    }
+
+    made = plan(
+        {"qmigrate_vm_count": "2", "migration_multifd_channels": "4"},
+        migration_capabilities={"auto-converge": True},
+    )
+
+    assert [v["incoming"]["uri"] for v in made["vms"]] == [
+        "tcp:10.10.1.2:4444",
+        "tcp:10.10.1.2:4445",
+    ]
+    assert made["vms"][1]["incoming"]["capabilities"] == {"multifd": True, "auto-converge": True}
+    assert made["vms"][1]["incoming"]["parameters"]["multifd-channels"] == 4
+
+    made = plan({"qmigrate_destination": "labsrc", "migration_transport": "unix"})
+
+    assert made["vms"][0]["incoming"]["uri"] == (
+        "unix:/run/qmigrate/labsrc/vm0-incoming/migration.sock"
+    )
+
+
 def test_no_plan_without_hypervisors():
     inputs = Inputs({"localhost": {}}, {}, {"all": ["localhost"]}, SPECS, memory_mib)
 
-    assert inputs.plan(qmigrate_vms) is None
+    assert inputs.plan(qmigrate_vms, migration_default_uri, migration_settings) is None
