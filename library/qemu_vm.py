@@ -26,7 +26,8 @@ description:
     after a wait, always by the pid in the pidfile; then removes the pidfile and sockets.
   - O(state=query) only reads how the VM stands (its pid and run state) and, given O(argv),
     whether it runs as that command line asks, and if not why; it changes nothing, not
-    even a stale pidfile, in check mode or not.
+    even a stale pidfile, in check mode or not, unless asked to let a fresh destination
+    listen (O(incoming)).
 version_added: "0.1.0"
 author: qmigrate developers
 options:
@@ -62,6 +63,31 @@ options:
     description: Seconds to wait for the QMP socket after starting, and for each step of stopping.
     type: float
     default: 30
+  incoming:
+    description:
+      - With O(state=query) and an O(argv) that starts a destination (C(-incoming)), when
+        that VM runs as asked and waits for a migration, fresh (nothing has told it where
+        to listen yet), set these migration capabilities and parameters on it and tell it
+        to listen (C(migrate-incoming)), in the same module run, so that the migration
+        can start at once. RV(listening) then says so.
+      - A destination that will not listen with these is left as it was, the reason in
+        RV(incoming_error); it still counts as running as asked (the migration's own step
+        then names what is wrong). Nothing is told in check mode.
+    type: dict
+    suboptions:
+      uri:
+        description: Where to listen, as C(migrate-incoming) takes it (C(tcp:HOST:PORT),
+          C(unix:PATH)).
+        type: str
+        required: true
+      capabilities:
+        description: Migration capabilities to set (name to boolean).
+        type: dict
+        default: {}
+      parameters:
+        description: Migration parameters to set (name to value), given QEMU's own types.
+        type: dict
+        default: {}
 notes:
   - Supports check mode.
 """
@@ -80,6 +106,16 @@ EXAMPLES = r"""
     pidfile: /run/qmigrate/labsrc/vm0/qemu.pid
     qmp: /run/qmigrate/labsrc/vm0/qmp.sock
   register: vm0
+
+- name: Tell how the destination stands and, fresh and as asked, let it listen
+  qemu_vm:
+    state: query
+    argv: "{{ destination_spec | qemu_argv(true) }}"
+    pidfile: /run/qmigrate/labdst/vm0/qemu.pid
+    qmp: /run/qmigrate/labdst/vm0/qmp.sock
+    incoming:
+      uri: tcp:10.10.1.2:4444
+      parameters: {max-bandwidth: 0, downtime-limit: 300}
 
 - name: Stop it
   qemu_vm:
@@ -122,6 +158,19 @@ why:
   returned: with state=query and argv, when as_asked is false
   type: str
   sample: "its guest has migrated away (postmigrate)"
+listening:
+  description:
+    - With O(incoming), the URI, capabilities and parameters the destination was just told
+      to listen with, as given.
+  returned: when this call told the destination to listen
+  type: dict
+  sample: {uri: "tcp:10.10.1.2:4444", capabilities: {}, parameters: {max-bandwidth: 0}}
+incoming_error:
+  description: With O(incoming), why a fresh destination running as asked did not listen.
+  returned: when it was asked to listen and would not
+  type: str
+  sample: "it would not listen on tcp:10.10.1.2:4444: capabilities: x-foo not supported
+    by this QEMU (/run/qmigrate/labdst/vm0/qmp.sock); it supports: ..."
 replaced:
   description: Why a running VM was (or, in check mode, would be) restarted.
   returned: when a running VM is replaced
@@ -135,6 +184,7 @@ import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.migration import checked_settings, connect
 from ansible.module_utils.qmp import QMPClient, QMPError
 
 
@@ -302,7 +352,30 @@ class VM:
             result["as_asked"] = not why
             if why:
                 result["why"] = why
+            elif self.p["incoming"] and status == "inmigrate" and not self.module.check_mode:
+                self.listen(result)
         self.module.exit_json(**result)
+
+    def listen(self, result: dict) -> None:
+        """A fresh destination running as asked told to listen with the O(incoming)
+        settings, into RESULT: listening, or why not (incoming_error)."""
+        wanted = self.p["incoming"]
+        try:
+            mon = connect(self.p["qmp"], 5)
+        except QMPError as exc:
+            result["incoming_error"] = f"its QMP socket does not answer ({exc})"
+            return
+        try:
+            caps, params, _ = checked_settings(mon, wanted["capabilities"], wanted["parameters"])
+            mon.set_capabilities(caps)
+            mon.set_parameters(params)
+            mon.incoming(wanted["uri"])
+        except (QMPError, ValueError) as exc:
+            result["incoming_error"] = f"it would not listen on {wanted['uri']}: {exc}"
+            return
+        finally:
+            mon.close()
+        result.update(changed=True, listening=dict(wanted))
 
     def run(self) -> None:
         pid = self.pid()
@@ -361,6 +434,14 @@ def main() -> None:
             state=dict(type="str", choices=["running", "absent", "query"], default="running"),
             replace=dict(type="bool", default=False),
             timeout=dict(type="float", default=30),
+            incoming=dict(
+                type="dict",
+                options=dict(
+                    uri=dict(type="str", required=True),
+                    capabilities=dict(type="dict", default={}),
+                    parameters=dict(type="dict", default={}),
+                ),
+            ),
         ),
         required_if=[("state", "running", ["argv"])],
         supports_check_mode=True,

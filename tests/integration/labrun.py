@@ -46,6 +46,18 @@ class PlaybookRun:
     def text(self) -> str:
         return self.stdout + self.stderr
 
+    def task_results(self, name: str) -> list[dict]:
+        """Every host's result of each task NAME (with or without its role's prefix,
+        "vm : "), over all the plays."""
+        return [
+            result
+            for doc in self.reports
+            for play in doc["plays"]
+            for task in play["tasks"]
+            if task["task"]["name"] == name or task["task"]["name"].endswith(f" : {name}")
+            for result in task["hosts"].values()
+        ]
+
 
 ENV = {
     "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),

@@ -93,6 +93,16 @@ def test_check_mode_predicts_without_migrating(pair):
     assert "Migration status" not in hmp("labsrc", "info migrate")
 
 
+def test_check_mode_of_migrate_yml_tells_the_destination_nothing(pair):
+    run = run_playbooks("migrate.yml", extra_vars=UNPROFILED, options=("--check",))
+
+    assert run.rc == 0, run.text[-4000:]
+    checks = run.task_results("Tell whether this VM already runs as asked")
+    assert checks and not any(c.get("listening") for c in checks)
+    assert "VM status: paused (inmigrate)" in hmp("labdst", "info status")
+    assert "socket address" not in hmp("labdst", "info migrate")
+
+
 def test_postcopy_after_one_pass(pair):
     run = run_playbooks("migrate_vms", extra_vars={**THROTTLED, "migration_postcopy": True})
 
@@ -177,6 +187,19 @@ def test_migrate_yml_end_to_end(pair):
     assert record["timeline"] and record["qemu"]["total_time_ms"] > 0
     monitor = "/run/qmigrate/labsrc/vm0/monitor.sock"
     assert "Migration status: completed" in socat(monitor, "info migrate")
+    # The waiting destination was told to listen by the state check, in the same module
+    # run, with what the migration set: the migration did not tell it again.
+    checks = run.task_results("Tell whether this VM already runs as asked")
+    told = [c["listening"] for c in checks if c.get("listening")]
+    assert told == [
+        {
+            "uri": "tcp:10.10.1.2:4444",
+            "capabilities": record["capabilities_requested"],
+            "parameters": record["parameters_requested"],
+        }
+    ]
+    listen = run.task_results("Let the destination listen, or find the guest already there")
+    assert listen and all(result.get("skipped") for result in listen)
 
 
 def test_second_run_reports_the_vm_already_migrated(provisioned):

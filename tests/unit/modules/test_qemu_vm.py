@@ -190,3 +190,72 @@ def test_no_vm_and_nothing_touched(query, tmp_path):
     assert "as_asked" not in bare
     assert (asked["as_asked"], asked["why"]) == (False, "it does not run")
     assert pidfile.exists() and (tmp_path / "qmp.sock").exists()
+
+
+# -- state=query with incoming: a fresh destination told to listen in the same run -------
+
+INCOMING = {
+    "uri": "tcp:10.10.1.2:4444",
+    # as -e gives them: strings, which the QEMU's own types decide
+    "capabilities": {"multifd": "true"},
+    "parameters": {"multifd-channels": "4", "downtime-limit": 300},
+}
+
+
+def destination(vm, status: str) -> dict:
+    waiting = vm(status)
+    return {**waiting, "argv": waiting["argv"] + ["-incoming", "defer"]}
+
+
+def test_a_fresh_destination_is_told_to_listen_with_the_settings(vm, query):
+    asked = destination(vm, "inmigrate")
+
+    result = query(qemu_vm, **asked, incoming=INCOMING)
+    again = query(qemu_vm, **asked, incoming=INCOMING)
+
+    assert (result["as_asked"], result["changed"]) == (True, True)
+    assert result["listening"] == INCOMING
+    assert vm.qemu.capabilities["multifd"] is True and vm.qemu.capabilities["events"] is True
+    assert vm.qemu.parameters["multifd-channels"] == 4
+    assert ("migrate-incoming", {"uri": "tcp:10.10.1.2:4444"}) in vm.qemu.commands
+    # told once: the next look finds it spent, and tells it nothing again
+    assert again["as_asked"] is False and "told it to listen" in again["why"]
+    assert "listening" not in again
+    assert vm.qemu.names().count("migrate-incoming") == 1
+
+
+def test_a_destination_refusing_the_settings_is_left_as_it_was(vm, query):
+    asked = destination(vm, "inmigrate")
+    wrong = {**INCOMING, "capabilities": {"x-no-such-capability": True}}
+
+    result = query(qemu_vm, **asked, incoming=wrong)
+
+    assert (result["as_asked"], result["changed"]) == (True, False)
+    assert "listening" not in result
+    assert "x-no-such-capability not supported by this QEMU" in result["incoming_error"]
+    assert "migrate-incoming" not in vm.qemu.names()
+    assert "migrate-set-capabilities" not in vm.qemu.names()
+
+
+@pytest.mark.parametrize(
+    ("status", "as_destination"),
+    [("running", True), ("running", False), ("postmigrate", True)],
+    ids=["guest-arrived", "a-source", "guest-left"],
+)
+def test_only_a_fresh_destination_is_told_to_listen(vm, query, status, as_destination):
+    asked = destination(vm, status) if as_destination else vm(status)
+
+    result = query(qemu_vm, **asked, incoming=INCOMING)
+
+    assert result["changed"] is False and "listening" not in result
+    assert "migrate-incoming" not in vm.qemu.names()
+
+
+def test_check_mode_tells_no_destination_to_listen(vm, query):
+    asked = destination(vm, "inmigrate")
+
+    result = query(qemu_vm, **asked, incoming=INCOMING, _ansible_check_mode=True)
+
+    assert (result["as_asked"], result["changed"]) == (True, False)
+    assert "listening" not in result
+    assert "migrate-incoming" not in vm.qemu.names()
