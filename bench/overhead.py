@@ -4,8 +4,9 @@ floor of what any ansible-playbook run costs here.
 For each repetition: a fresh pair of the lab's seed VM, then `ansible-playbook migrate.yml`
 with the probes off (wall time, QEMU's total time, the controller's CPU), then the same
 again with nothing to do (the VM has migrated). Beside them, the floor: an empty play on
-localhost, and one module run on one lab host. One run's per-task times (Ansible's
-profile_tasks callback) say where the rest goes.
+localhost, and one module run on one lab host. The last repetition's per-task times
+(Ansible's profile_tasks callback), of the migration and of the no-op, say where the rest
+goes.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def task_times(log: Path) -> list[dict[str, Any]]:
 def run_overhead(lab: Lab, guest: Guest, out: Path, reps: int, timeout: float) -> dict[str, Any]:
     floor_empty, floor_module, wall, qemu_s, noop, cpu_share, busy = [], [], [], [], [], [], []
     breakdown: list[dict[str, Any]] = []
+    noop_breakdown: list[dict[str, Any]] = []
     for rep in range(1, reps + 1):
         print(f"[bench] overhead: rep {rep}/{reps}", flush=True)
         floor_empty.append(lab.must(lab.playbook("bench/empty.yml")).seconds)
@@ -63,7 +65,10 @@ def run_overhead(lab: Lab, guest: Guest, out: Path, reps: int, timeout: float) -
         if rep == reps:
             breakdown = task_times(migration.log)
         extra["migration_run_id"] = f"{run_id}-noop"
-        noop.append(lab.must(lab.playbook("migrate.yml", extra)).seconds)
+        nothing = lab.must(lab.playbook("migrate.yml", extra))
+        noop.append(nothing.seconds)
+        if rep == reps:
+            noop_breakdown = task_times(nothing.log)
     empty = statistics.median(floor_empty)
     overheads = [w - q for w, q in zip(wall, qemu_s, strict=True)]
     return {
@@ -79,4 +84,5 @@ def run_overhead(lab: Lab, guest: Guest, out: Path, reps: int, timeout: float) -
         "controller_cpu_pct": cpu_share,
         "machine_busy_pct": busy,
         "tasks": breakdown,
+        "noop_tasks": noop_breakdown,
     }

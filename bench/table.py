@@ -263,12 +263,14 @@ def overhead_lines(overhead: dict[str, Any] | None) -> list[str]:
         f"the machine's cores; the whole machine: "
         f"{_cell(spread([v for v in overhead['machine_busy_pct'] if v is not None]))} % busy.",
     ]
-    tasks = overhead.get("tasks") or []
-    if tasks:
+    for key, what in (("tasks", "one migrate.yml run"), ("noop_tasks", "one no-op migrate.yml")):
+        tasks = overhead.get(key) or []
+        if not tasks:
+            continue
         total = sum(t["seconds"] for t in tasks)
         lines += [
             "",
-            f"Where one migrate.yml run's time went (profile_tasks; {len(tasks)} tasks, "
+            f"Where {what}'s time went (profile_tasks; {len(tasks)} tasks, "
             f"{total:.2f} s in tasks):",
             "",
             "| task | s |",

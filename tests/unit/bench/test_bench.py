@@ -283,6 +283,7 @@ def test_overhead_lines_show_the_floor_the_targets_and_the_tasks():
         "controller_cpu_pct": [30.0, 35.0],
         "machine_busy_pct": [70.0, 72.0],
         "tasks": [{"task": "migration : Migrate", "seconds": 1.2}],
+        "noop_tasks": [{"task": "migration : Check that the guest runs", "seconds": 0.3}],
     }
 
     text = "\n".join(overhead_lines(overhead))
@@ -292,4 +293,6 @@ def test_overhead_lines_show_the_floor_the_targets_and_the_tasks():
     assert "| no-op migrate.yml (already migrated) | 2.10 (2.00-2.20) | 3.8 | <= 2 s |" in text
     assert "32.5 (30-35) % of the machine's cores" in text
     assert "| migration : Migrate | 1.20 |" in text
+    assert "Where one no-op migrate.yml's time went (profile_tasks; 1 tasks, 0.30 s" in text
+    assert "| migration : Check that the guest runs | 0.30 |" in text
     assert overhead_lines(None) == []
