@@ -561,7 +561,11 @@ class Migration:
                             stalled(timeline),
                         )
                     )
-                self.mon.pause(self.p["poll_interval"])
+                try:
+                    self.mon.pause(self.p["poll_interval"])
+                except QMPError as exc:
+                    reason = f"the monitor failed while following the migration: {exc}"
+                    raise Aborted(reason) from exc
         except Aborted as stop:
             keep(stats)
             self.abort(stop.reason, vm_before, postcopy_at is not None or in_postcopy(timeline))

@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from ansible.module_utils.migration import QMPMonitor
+from ansible.module_utils.qmp import QMPProtocolError
 
 from library import qemu_migrate
 from tests.unit.fakes import FakeQEMU
@@ -500,3 +502,25 @@ def test_other_final_states_are_not_asked_again():
     migration.mon = _Answers([failed])
     assert migration.settled_stats(failed) is failed
     assert migration.mon.asked == 0
+
+
+def test_a_monitor_error_while_waiting_between_looks_cancels_too(run, qemu, monkeypatch):
+    # The wait between two looks reads the monitor too (for events): a connection lost
+    # there is a monitor error like any other, not the module's own failure.
+    fake = qemu(states=[active(1), active(2), active(3)])
+    waits = []
+
+    def pause(monitor, seconds: float) -> None:
+        waits.append(seconds)
+        if len(waits) == 2:
+            raise QMPProtocolError("peer closed the connection while waiting for an event")
+
+    monkeypatch.setattr(QMPMonitor, "pause", pause)
+
+    ended = run(fake)
+
+    assert ended.failed
+    assert "the monitor failed while following the migration" in ended.result["msg"]
+    assert "peer closed the connection" in ended.result["msg"]
+    assert "migrate_cancel" in fake.names()
+    assert [point["status"] for point in ended.result["timeline"]][:2] == ["active", "active"]
