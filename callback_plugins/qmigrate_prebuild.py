@@ -21,7 +21,8 @@ DOCUMENTATION = """
         - It changes nothing a task does or sends, as the payload is the one the worker would
           build. If the child cannot build (another ansible-core, a module not found), the
           workers build as they always do, and C(-vvv) says so. A child still running when the
-          playbook ends is stopped.
+          playbook ends is stopped; it ignores Ctrl-C (the playbook's to handle) and ends by
+          itself within 20 seconds in any case.
         - Loaded without being enabled, whenever C(callback_plugins) is on the callback
           path (ansible.cfg; the qmigrate Python API adds it for ansible-runner).
     options:
@@ -99,20 +100,30 @@ class CallbackModule(CallbackBase):
         modules = [m for m in self.get_option("modules") or [] if m]
         if not modules:
             return
+        # Ctrl-C and SIGTERM held back across the fork: the child must never run the
+        # parent's handlers (they raise into Ansible's exit path, which removes the run's
+        # temporary directory); it takes the default or ignores them before they arrive.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             pid = os.fork()
         except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             self._display.vvv(f"qmigrate_prebuild: not building modules ahead: {exc}")
             return
         if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
             self._child = pid
             return
         # The child: build, then leave at once (os._exit: nothing of the parent's, such as
-        # removing the run's temporary directory at exit, may run here).
+        # removing the run's temporary directory at exit, may run here). Ctrl-C is the
+        # parent's to handle; SIGTERM (the parent's, at the end) ends it at once.
         # A child that hangs (a lock held at the fork, in some thread of the parent's) must
         # not keep a worker waiting for its build: it is ended after CHILD_SECONDS, which
         # releases Ansible's lock on the module it was building.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGALRM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
         signal.alarm(CHILD_SECONDS)
         status = 1
         try:
