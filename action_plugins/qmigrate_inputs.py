@@ -553,11 +553,11 @@ class Inputs:
         """The run's migration, once its inputs passed: the source and destination hosts
         (qmigrate_reverse applied), whether they are one host, and the VMs, which NUMBER
         (the qmigrate_vms filter) counts up from the first VM's settings as the source
-        host has them (set or its role's default). Each VM with what its migration sets on
-        both QEMUs (incoming: the URI, capabilities and parameters, by the migration
-        role's own filters DEFAULT_URI and SETTINGS, from the source host's variables),
-        which running.yml's state check gives a fresh destination to listen with. None
-        without hypervisors."""
+        host has them (set or its role's default). The first VM with what its migration
+        sets on both QEMUs (incoming: the URI, capabilities and parameters, by the
+        migration role's own filters DEFAULT_URI and SETTINGS, from the source host's
+        variables), which running.yml's state check gives a fresh destination to listen
+        with. None without hypervisors."""
         direction = self.direction()
         if direction is None:
             return None
@@ -574,19 +574,23 @@ class Inputs:
             colocated=colocated,
             profile=self.value(first, "qmigrate_profile"),
         )
+        # The first pair's only: it migrates from the source host itself, whose variables
+        # these are. Each further pair migrates from a stand-in of the source host
+        # (direction.yml), which has the play's variables but not the source's host and
+        # group vars: its migration role tells its destination to listen, as before.
         runtime = self.value(source, "qmigrate_runtime_dir")
-        for vm in vms:
-            try:
-                uri = default_uri(
-                    self.value(source, "migration_uri", ""),
-                    self.value(source, "migration_transport"),
-                    posixpath.join(runtime, destination, vm["destination"]),
-                    self.value(destination, "experiment_address", ""),
-                    vm["port"],
-                )
-                vm["incoming"] = settings(uri, *(self.value(source, n) for n in SETTINGS))
-            except AnsibleFilterError:
-                pass  # no early listen: the migration role names what is missing
+        try:
+            uri = default_uri(
+                self.value(source, "migration_uri", ""),
+                self.value(source, "migration_transport"),
+                # as the migration role joins it (a trailing / stays in)
+                f"{runtime}/{destination}/{vms[0]['destination']}",
+                self.value(destination, "experiment_address", ""),
+                vms[0]["port"],
+            )
+            vms[0]["incoming"] = settings(uri, *(self.value(source, n) for n in SETTINGS))
+        except AnsibleFilterError:
+            pass  # no early listen: the migration role names what is missing
 
         return {"source": source, "destination": destination, "colocated": colocated, "vms": vms}
 

@@ -272,17 +272,28 @@ def test_the_plan_gives_each_destination_what_its_migration_sets():
         migration_capabilities={"auto-converge": True},
     )
 
-    assert [v["incoming"]["uri"] for v in made["vms"]] == [
-        "tcp:10.10.1.2:4444",
-        "tcp:10.10.1.2:4445",
-    ]
-    assert made["vms"][1]["incoming"]["capabilities"] == {"multifd": True, "auto-converge": True}
-    assert made["vms"][1]["incoming"]["parameters"]["multifd-channels"] == 4
+    # the first pair's only: further pairs migrate from stand-ins of the source host,
+    # which do not have its host and group vars
+    first, second = made["vms"]
+    assert first["incoming"]["uri"] == "tcp:10.10.1.2:4444"
+    assert first["incoming"]["capabilities"] == {"multifd": True, "auto-converge": True}
+    assert first["incoming"]["parameters"]["multifd-channels"] == 4
+    assert "incoming" not in second
 
     made = plan({"qmigrate_destination": "labsrc", "migration_transport": "unix"})
 
     assert made["vms"][0]["incoming"]["uri"] == (
         "unix:/run/qmigrate/labsrc/vm0-incoming/migration.sock"
+    )
+
+    # the role writes the directory as given: the URIs must be the same string
+    made = plan(
+        {"qmigrate_destination": "labsrc", "migration_transport": "unix"},
+        qmigrate_runtime_dir="/run/qmigrate/",
+    )
+
+    assert made["vms"][0]["incoming"]["uri"] == (
+        "unix:/run/qmigrate//labsrc/vm0-incoming/migration.sock"
     )
 
 
