@@ -120,46 +120,57 @@ def summarise(report: dict[str, Any]) -> dict[str, Any]:
             "method": best["method"],
             "target": ">= 0.5",
         }
+
+    def put(name: str, value: Any, target: str, note: str) -> None:
+        targets[name] = {"value": value, "target": target, "note": note}
+
     # Issue 13's two targets: from the overhead part when it ran (probes off, nothing
     # else measuring beside the run); else from the compare part, whose runs have the
     # bench's own ping and CPU samplers running beside them, as the note says.
     overhead = report.get("overhead") or {}
+    part = "the overhead part"
     if overhead.get("overhead_s"):
-        targets["overhead_s"] = {
-            "value": spread(overhead["overhead_s"]),
-            "target": "<= 3",
-            "note": "the overhead part: migrate.yml on a running pair, probes off",
-        }
+        put(
+            "overhead_s",
+            spread(overhead["overhead_s"]),
+            "<= 3",
+            f"{part}: migrate.yml on a running pair, probes off",
+        )
     elif _median(defaults, "overhead_s") is not None:
-        targets["overhead_s"] = {
-            "value": _median(defaults, "overhead_s"),
-            "target": "<= 3",
-            "note": "the compare part's runs (the bench's ping and CPU samplers beside them)",
-        }
+        put(
+            "overhead_s",
+            _median(defaults, "overhead_s"),
+            "<= 3",
+            "the compare part's runs (the bench's ping and CPU samplers beside them)",
+        )
     if overhead.get("noop_wall_s"):
-        targets["noop_wall_s"] = {
-            "value": spread(overhead["noop_wall_s"]),
-            "target": "<= 2",
-            "note": "the overhead part: each right after its own migration",
-        }
+        put(
+            "noop_wall_s",
+            spread(overhead["noop_wall_s"]),
+            "<= 2",
+            f"{part}: each right after its own migration",
+        )
     elif report.get("noop_wall_s"):
-        targets["noop_wall_s"] = {
-            "value": spread(report["noop_wall_s"]),
-            "target": "<= 2",
-            "note": "after the compare part's migrations",
-        }
+        put(
+            "noop_wall_s",
+            spread(report["noop_wall_s"]),
+            "<= 2",
+            "after the compare part's migrations",
+        )
     if report.get("noop_full_wall_s"):
-        targets["noop_full_wall_s"] = {
-            "value": spread(report["noop_full_wall_s"]),
-            "target": "-",
-            "note": "the same with -e qmigrate_prepare=always (lab and provisioning checked)",
-        }
+        put(
+            "noop_full_wall_s",
+            spread(report["noop_full_wall_s"]),
+            "-",
+            "the same with -e qmigrate_prepare=always (lab and provisioning checked)",
+        )
     if report.get("round_trip_s"):
-        targets["round_trip_s"] = {
-            "value": spread(report["round_trip_s"]),
-            "target": "-",
-            "note": "one module run on a lab host (bench/round-trip.yml), the unit of overhead",
-        }
+        put(
+            "round_trip_s",
+            spread(report["round_trip_s"]),
+            "-",
+            "one module run on a lab host (bench/round-trip.yml), the unit of overhead",
+        )
     scale = {r.get("method"): r for r in rows if r["part"] == "scale"}
     one = _median(scale.get(scale_method(1)), "wall_s")
     four = _median(scale.get(scale_method(4)), "wall_s")
