@@ -140,6 +140,33 @@ def migration_settings(
     return {"uri": uri, "capabilities": caps, "parameters": params}
 
 
+# How qemu_migrate (and qemu_vm's account of a source) says a guest left in an earlier run
+ALREADY_MIGRATED = "the VM has already migrated"
+
+
+def migration_found(destination_status: str, source_account: Any, destination_guest: Any) -> dict:
+    """What a caller's state check found of a migration done in an earlier run, when the
+    destination runs the guest (DESTINATION_STATUS running), as the migration role takes
+    it instead of asking again: {source: SOURCE_ACCOUNT when it says the source has
+    migrated (qemu_migrate's already-migrated result), guest: DESTINATION_GUEST when the
+    guest runs there and its heartbeat went on (a later one than the first, as qemu_guest
+    reports it)}; each empty otherwise."""
+    found: dict = {"source": {}, "guest": {}}
+    if destination_status != "running":
+        return found
+    account = source_account if isinstance(source_account, dict) else {}
+    if account.get("msg") == ALREADY_MIGRATED and account.get("vm_status") == "postmigrate":
+        found["source"] = account
+    guest = destination_guest if isinstance(destination_guest, dict) else {}
+    first, latest = guest.get("first"), guest.get("latest")
+    going_on = (
+        first is not None and latest is not None and _int(latest, "latest") > _int(first, "first")
+    )
+    if guest.get("vm_status") == "running" and going_on:
+        found["guest"] = guest
+    return found
+
+
 def _int(value: Any, name: str) -> int:
     """VALUE as an integer the way Jinja's int filter reads one (an extra var is a string)."""
     try:
@@ -159,4 +186,5 @@ class FilterModule:
             "migration_summary": migration_summary,
             "migration_default_uri": migration_default_uri,
             "migration_settings": migration_settings,
+            "migration_found": migration_found,
         }

@@ -99,28 +99,10 @@ waited:
 """
 
 import re
-import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.guest import HEARTBEAT, watch_heartbeat
 from ansible.module_utils.migration import QMPError, connect
-
-
-def read_part(path: str, head: int, tail: int) -> tuple[str, str]:
-    """The first HEAD and the last TAIL bytes of PATH, as text ('' for a missing file)."""
-    try:
-        with open(path, "rb") as log:
-            start = log.read(head)
-            log.seek(0, 2)
-            size = log.tell()
-            log.seek(max(0, size - tail))
-            end = log.read(tail)
-    except FileNotFoundError:
-        return "", ""
-    return start.decode(errors="replace"), end.decode(errors="replace")
-
-
-def counters(pattern: re.Pattern, text: str) -> list[int]:
-    return [int(n) for n in pattern.findall(text)]
 
 
 def main() -> None:
@@ -128,7 +110,7 @@ def main() -> None:
         argument_spec=dict(
             socket=dict(type="path", required=True),
             serial_log=dict(type="path", required=True),
-            heartbeat=dict(type="str", default=r"qmigrate-heartbeat ([0-9]+) [0-9.]+\r?\n"),
+            heartbeat=dict(type="str", default=HEARTBEAT),
             advance=dict(type="bool", default=True),
             timeout=dict(type="float", default=60),
             poll_interval=dict(type="float", default=0.1),
@@ -152,32 +134,19 @@ def main() -> None:
     except QMPError as exc:
         module.fail_json(msg=f"cannot read the run state of the VM at {p['socket']}: {exc}")
 
-    started = time.monotonic()
-    head, tail = read_part(p["serial_log"], p["head_bytes"], p["tail_bytes"])
-    if status == "running":
-        # The first heartbeat, then (ADVANCE) one after it: the guest goes on.
-        deadline = started + p["timeout"]
-        while not counters(pattern, head) and time.monotonic() < deadline:
-            time.sleep(p["poll_interval"])
-            head, tail = read_part(p["serial_log"], p["head_bytes"], p["tail_bytes"])
-        first = (counters(pattern, head) or [None])[0]
-        deadline = time.monotonic() + p["timeout"]
-        while (
-            p["advance"]
-            and first is not None
-            and (counters(pattern, tail) or [0])[-1] <= first
-            and time.monotonic() < deadline
-        ):
-            time.sleep(p["poll_interval"])
-            head, tail = read_part(p["serial_log"], p["head_bytes"], p["tail_bytes"])
     module.exit_json(
         changed=False,
         vm_status=status,
-        head=head,
-        tail=tail,
-        first=(counters(pattern, head) or [None])[0],
-        latest=(counters(pattern, tail) or [None])[-1],
-        waited=round(time.monotonic() - started, 3),
+        **watch_heartbeat(
+            p["serial_log"],
+            pattern,
+            running=status == "running",
+            advance=p["advance"],
+            timeout=p["timeout"],
+            poll_interval=p["poll_interval"],
+            head_bytes=p["head_bytes"],
+            tail_bytes=p["tail_bytes"],
+        ),
     )
 
 

@@ -227,6 +227,7 @@ import sys
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.guest import SERIAL_TAIL, read_tail
 from ansible.module_utils.migration import (
     FINAL_STATES,
     POSTCOPY_STATES,
@@ -236,6 +237,7 @@ from ansible.module_utils.migration import (
     checked_settings,
     connect,
     listening_uris,
+    migrated_account,
     sample,
     summary,
 )
@@ -246,8 +248,6 @@ from ansible.module_utils.migration import (
 MIGRATABLE = ("running", "paused")
 # How long QEMU gets to settle a cancel (cancelling -> cancelled) and resume the source.
 SETTLE_SECONDS = 10
-# How much of the end of the serial log serial_tail returns.
-SERIAL_TAIL = 65536
 
 
 def event_point(event: dict, start: float) -> dict:
@@ -413,18 +413,11 @@ class Migration:
                     "cut): try again once it has ended"
                 )
         vm_before = self.mon.status()
-        if before.get("status") == "completed" and vm_before == "postmigrate":
-            self.settle()
+        account = migrated_account(self.mon, before) if vm_before == "postmigrate" else None
+        if account:
+            self.result.update(account)
             self.read_serial_tail()
-            self.module.exit_json(
-                changed=False,
-                status="completed",
-                stats=summary(before),
-                timeline=[],
-                events=[],
-                msg="the VM has already migrated",
-                **self.result,
-            )
+            self.module.exit_json(**self.result)
         if self.p["expect_migrated"]:
             self.settle()
             self.fail(
@@ -608,10 +601,7 @@ class Migration:
         if not path:
             return
         try:
-            with open(path, "rb") as log:
-                log.seek(0, 2)
-                log.seek(max(0, log.tell() - SERIAL_TAIL))
-                self.result["serial_tail"] = log.read().decode(errors="replace")
+            self.result["serial_tail"] = read_tail(path, SERIAL_TAIL)
         except OSError as exc:
             self.module.warn(f"cannot read the serial log {path}: {exc}")
 

@@ -88,6 +88,24 @@ options:
         description: Migration parameters to set (name to value), given QEMU's own types.
         type: dict
         default: {}
+  serial_log:
+    description:
+      - With O(state=query), the VM's serial console log; given it, a VM running as asked
+        whose guest has migrated (or arrived) also says so, so that a run with nothing
+        to migrate needs no other module run to verify it.
+      - A source VM whose guest has migrated away (postmigrate, its last migration
+        completed) returns that migration's account (RV(migrated)), the figures and
+        settings qemu_migrate returns for a VM that has already migrated, with the end of
+        this log.
+      - A destination VM (O(argv) with C(-incoming)) that runs the guest returns the
+        guest's heartbeat there (RV(guest)), waited for as qemu_guest waits for it (the
+        first heartbeat, then a later one), up to O(heartbeat_timeout) seconds each.
+      - Read-only; done in check mode too.
+    type: path
+  heartbeat_timeout:
+    description: With O(serial_log), seconds to wait for a heartbeat, and again for a later one.
+    type: float
+    default: 5
 notes:
   - Supports check mode.
 """
@@ -171,6 +189,23 @@ incoming_error:
   type: str
   sample: "it would not listen on tcp:10.10.1.2:4444: capabilities: x-foo not supported
     by this QEMU (/run/qmigrate/labdst/vm0/qmp.sock); it supports: ..."
+migrated:
+  description:
+    - With O(serial_log), a source whose guest has migrated away, as qemu_migrate reports
+      a VM that has already migrated (changed, status, msg, stats, timeline, events,
+      protocol, capabilities, parameters, vm_status) and serial_tail, the end of its log.
+  returned: with state=query and serial_log, for a VM as asked, postmigrate, its last
+    migration completed
+  type: dict
+  sample: {status: completed, msg: the VM has already migrated, vm_status: postmigrate,
+    stats: {total_time_ms: 712, downtime_ms: 31}, serial_tail: "qmigrate-heartbeat 812 ..."}
+guest:
+  description:
+    - With O(serial_log), a destination running its guest, as qemu_guest reports it
+      (vm_status, head, tail, first, latest, waited).
+  returned: with state=query and serial_log, for a destination VM as asked and running
+  type: dict
+  sample: {vm_status: running, first: 813, latest: 2040, waited: 0.11, head: "...", tail: "..."}
 replaced:
   description: Why a running VM was (or, in check mode, would be) restarted.
   returned: when a running VM is replaced
@@ -180,11 +215,13 @@ replaced:
 
 import contextlib
 import os
+import re
 import signal
 import time
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.migration import checked_settings, connect
+from ansible.module_utils.guest import HEARTBEAT, SERIAL_TAIL, read_tail, watch_heartbeat
+from ansible.module_utils.migration import checked_settings, connect, migrated_account
 from ansible.module_utils.qmp import QMPClient, QMPError
 
 
@@ -354,7 +391,34 @@ class VM:
                 result["why"] = why
             elif self.p["incoming"] and status == "inmigrate" and not self.module.check_mode:
                 self.listen(result)
+            elif self.p["serial_log"]:
+                self.observe(status, result)
         self.module.exit_json(**result)
+
+    def observe(self, status: str | None, result: dict) -> None:
+        """A VM running as asked whose guest has migrated away (the source's account of
+        that migration) or arrived (the guest's heartbeat on the destination), into
+        RESULT: migrated or guest. Anything unreadable is left for the run's own steps."""
+        log = self.p["serial_log"]
+        if status == "postmigrate":
+            try:
+                mon = connect(self.p["qmp"], 5)
+                try:
+                    account = migrated_account(mon, mon.query())
+                finally:
+                    mon.close()
+            except QMPError:
+                return
+            if account:
+                try:
+                    account["serial_tail"] = read_tail(log, SERIAL_TAIL)
+                except OSError:
+                    return
+                result["migrated"] = account
+        elif status == "running" and "-incoming" in self.p["argv"]:
+            wait = self.p["heartbeat_timeout"]
+            heartbeat = watch_heartbeat(log, re.compile(HEARTBEAT), True, timeout=wait)
+            result["guest"] = dict(vm_status=status, **heartbeat)
 
     def listen(self, result: dict) -> None:
         """A fresh destination running as asked told to listen with the O(incoming)
@@ -434,6 +498,8 @@ def main() -> None:
             state=dict(type="str", choices=["running", "absent", "query"], default="running"),
             replace=dict(type="bool", default=False),
             timeout=dict(type="float", default=30),
+            serial_log=dict(type="path"),
+            heartbeat_timeout=dict(type="float", default=5),
             incoming=dict(
                 type="dict",
                 options=dict(

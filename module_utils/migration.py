@@ -41,6 +41,8 @@ RUNNING_STATES = (
     "cancelling",
     *POSTCOPY_STATES,
 )
+# How a source says its guest left in an earlier run (the run's record reads it).
+ALREADY_MIGRATED = "the VM has already migrated"
 _TRUE = ("true", "on", "yes", "1")
 _FALSE = ("false", "off", "no", "0")
 
@@ -449,7 +451,31 @@ def summary(stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def migrated_account(mon: Monitor, stats: dict[str, Any]) -> dict[str, Any] | None:
+    """What a source VM whose guest has migrated away (postmigrate, its last migration
+    completed, STATS being its query-migrate) tells of that migration, as qemu_migrate
+    reports a VM that has already migrated; None for any other VM."""
+    if stats.get("status") != "completed":
+        return None
+    vm_status = mon.status()
+    if vm_status != "postmigrate":
+        return None
+    return {
+        "changed": False,
+        "status": "completed",
+        "msg": ALREADY_MIGRATED,
+        "stats": summary(stats),
+        "timeline": [],
+        "events": [],
+        "protocol": mon.protocol,
+        "capabilities": mon.capabilities(),
+        "parameters": mon.parameters(),
+        "vm_status": vm_status,
+    }
+
+
 __all__ = [
+    "ALREADY_MIGRATED",
     "FINAL_STATES",
     "POSTCOPY_STATES",
     "RUNNING_STATES",
@@ -462,6 +488,7 @@ __all__ = [
     "coerce_parameters",
     "connect",
     "listening_uris",
+    "migrated_account",
     "parse_info_migrate",
     "sample",
     "strict_bool",

@@ -204,12 +204,26 @@ def test_migrate_yml_end_to_end(pair):
 
 def test_second_run_reports_the_vm_already_migrated(provisioned):
     destination = qemu_pid("labdst")
+    migrated = latest_run()
 
     run = run_playbooks("migrate.yml")
 
     assert run.rc == 0, run.text[-4000:]
-    assert latest_run()["already_migrated"] is True
+    record = latest_run()
+    assert record["already_migrated"] is True
     assert qemu_pid("labdst") == destination
+    # Verified from what the state check found, in its one module run per host: the
+    # source's account of the earlier migration and the guest's heartbeat on the
+    # destination; neither host was asked again.
+    assert record["qemu"] == migrated["qemu"] and record["source_status"] == "postmigrate"
+    assert record["heartbeat"]["continues"] and all(record["verification"].values())
+    assert record["heartbeat"]["source_last"] == migrated["heartbeat"]["source_last"]
+    for again in (
+        "Migrate the VM and record its progress",
+        "Check that the guest runs on the destination and goes on",
+    ):
+        results = run.task_results(again)
+        assert results and all(result.get("skipped") for result in results), again
 
 
 def test_round_trip(provisioned):

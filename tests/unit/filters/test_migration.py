@@ -11,6 +11,7 @@ from filter_plugins.migration import (
     heartbeat_continuity,
     heartbeats,
     migration_default_uri,
+    migration_found,
     migration_settings,
     migration_summary,
 )
@@ -250,3 +251,61 @@ def test_the_default_uri_by_transport():
     assert migration_default_uri("tcp:10.0.0.9:1", "tcp", "/run/x", "", 1) == "tcp:10.0.0.9:1"
     with pytest.raises(AnsibleFilterError, match="no experiment_address"):
         migration_default_uri("", "tcp", "/run/x", "", 4444)
+
+
+# migration_found: what a state check found of a migration done in an earlier run
+
+ACCOUNT = {"msg": "the VM has already migrated", "vm_status": "postmigrate", "status": "completed"}
+GUEST = {"vm_status": "running", "first": 108, "latest": 318, "head": "", "tail": ""}
+
+
+def test_a_guest_that_arrived_earlier_is_found_on_both_sides():
+    found = migration_found("running", ACCOUNT, GUEST)
+
+    assert found == {"source": ACCOUNT, "guest": GUEST}
+
+
+@pytest.mark.parametrize(
+    ("status", "account", "guest"),
+    [
+        ("inmigrate", ACCOUNT, GUEST),  # the destination waits: this run migrates
+        ("", ACCOUNT, GUEST),  # nobody asked the destination
+    ],
+    ids=["destination-waits", "destination-not-asked"],
+)
+def test_nothing_is_found_unless_the_destination_runs_the_guest(status, account, guest):
+    assert migration_found(status, account, guest) == {"source": {}, "guest": {}}
+
+
+@pytest.mark.parametrize(
+    "account",
+    [{}, None, {**ACCOUNT, "vm_status": "running"}, {**ACCOUNT, "msg": "migrated"}],
+    ids=["none-given", "null", "source-runs", "another-answer"],
+)
+def test_the_source_is_asked_again_unless_its_account_says_it_migrated(account):
+    found = migration_found("running", account, GUEST)
+
+    assert found["source"] == {} and found["guest"] == GUEST
+
+
+@pytest.mark.parametrize(
+    "guest",
+    [
+        {},
+        {**GUEST, "vm_status": "paused"},
+        {**GUEST, "latest": 108},  # one heartbeat: not seen going on
+        {**GUEST, "first": None},
+        {**GUEST, "latest": None},
+    ],
+    ids=["none-given", "paused", "no-later-heartbeat", "no-heartbeat", "no-tail"],
+)
+def test_the_destination_is_asked_again_unless_its_guest_went_on(guest):
+    found = migration_found("running", ACCOUNT, guest)
+
+    assert found["guest"] == {} and found["source"] == ACCOUNT
+
+
+def test_counters_given_as_strings_compare_as_numbers():
+    found = migration_found("running", ACCOUNT, {**GUEST, "first": "9", "latest": "10"})
+
+    assert found["guest"]["latest"] == "10"

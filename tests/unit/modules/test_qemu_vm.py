@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -259,3 +260,98 @@ def test_check_mode_tells_no_destination_to_listen(vm, query):
     assert (result["as_asked"], result["changed"]) == (True, False)
     assert "listening" not in result
     assert "migrate-incoming" not in vm.qemu.names()
+
+
+# -- state=query with serial_log: a guest that has migrated, seen in the same run ---------
+
+COMPLETED = {"status": "completed", "total-time": 712, "downtime": 31, "ram": {"transferred": 9}}
+
+
+def beats(*numbers: int) -> str:
+    return "".join(f"qmigrate-heartbeat {n} {n / 10:.2f}\r\n" for n in numbers)
+
+
+def test_a_migrated_source_gives_its_account_as_qemu_migrate_would(vm, query, tmp_path):
+    migrated = vm("postmigrate")
+    vm.qemu.migration = dict(COMPLETED)
+    log = tmp_path / "serial.log"
+    log.write_text("booted\n" + beats(1, 2, 3))
+
+    result = query(qemu_vm, **migrated, serial_log=str(log))
+
+    account = result["migrated"]
+    assert (result["as_asked"], result["changed"]) == (True, False)
+    assert account["msg"] == "the VM has already migrated"
+    assert (account["status"], account["vm_status"], account["changed"]) == (
+        "completed",
+        "postmigrate",
+        False,
+    )
+    assert (account["stats"]["total_time_ms"], account["stats"]["downtime_ms"]) == (712, 31)
+    assert account["parameters"]["downtime-limit"] == 300
+    assert account["capabilities"]["multifd"] is False
+    assert (account["protocol"], account["timeline"], account["events"]) == ("qmp", [], [])
+    assert account["serial_tail"].endswith(beats(3))
+    assert "guest" not in result
+    assert not {"migrate", "migrate-incoming", "cont"} & set(vm.qemu.names())
+
+
+@pytest.mark.parametrize(
+    ("status", "migration"),
+    [("postmigrate", {"status": "failed"}), ("running", COMPLETED), ("inmigrate", {})],
+    ids=["its-migration-failed", "it-runs", "it-waits"],
+)
+def test_only_a_source_that_migrated_gives_an_account(vm, query, tmp_path, status, migration):
+    source = vm(status)
+    vm.qemu.migration = dict(migration)
+    log = tmp_path / "serial.log"
+    log.write_text(beats(1, 2))
+
+    result = query(qemu_vm, **source, serial_log=str(log))
+
+    assert "migrated" not in result and "guest" not in result
+
+
+def test_a_destination_running_the_guest_gives_its_heartbeat_going_on(vm, query, tmp_path):
+    arrived = destination(vm, "running")
+    log = tmp_path / "serial.log"
+    log.write_text(beats(41))  # as qemu_guest: the first heartbeat, then a later one
+
+    def later() -> None:
+        time.sleep(0.3)
+        with log.open("a") as out:
+            out.write(beats(42))
+
+    writer = threading.Thread(target=later)
+    writer.start()
+    result = query(qemu_vm, **arrived, serial_log=str(log), heartbeat_timeout=5)
+    writer.join()
+
+    guest = result["guest"]
+    assert (guest["vm_status"], guest["first"], guest["latest"]) == ("running", 41, 42)
+    assert guest["waited"] >= 0.2
+    assert guest["head"].startswith(beats(41))
+    assert "migrated" not in result
+
+
+def test_a_destination_whose_guest_is_silent_is_reported_as_it_is(vm, query, tmp_path):
+    arrived = destination(vm, "running")
+    log = tmp_path / "serial.log"
+    log.write_text(beats(7))
+
+    result = query(qemu_vm, **arrived, serial_log=str(log), heartbeat_timeout=0.3)
+
+    assert (result["guest"]["first"], result["guest"]["latest"]) == (7, 7)
+
+
+def test_a_vm_not_as_asked_is_not_observed(vm, query, tmp_path):
+    migrated = vm("postmigrate")
+    vm.qemu.migration = dict(COMPLETED)
+    log = tmp_path / "serial.log"
+    log.write_text(beats(1))
+
+    result = query(
+        qemu_vm, **{**migrated, "argv": migrated["argv"] + ["-m", "512"]}, serial_log=str(log)
+    )
+
+    assert result["as_asked"] is False and "migrated" not in result
