@@ -118,11 +118,18 @@ def drive_files(drives: list[dict | str]) -> list[dict]:
     return files
 
 
-def qemu_argv(spec: dict, incoming: bool | str = False) -> list[str]:
+def qemu_argv(
+    spec: dict, incoming: bool | str = False, problems: list[str] | None = None
+) -> list[str]:
     """The argv that starts the VM SPEC; with INCOMING, as a migration destination.
 
     INCOMING may be true (``-incoming defer``: the URI is given later over QMP) or a URI.
+    PROBLEMS, which the caller found in its own inputs (each naming its variable, as the
+    vm role's checks do), are refused first, all of them in one error: one task both
+    checks and renders.
     """
+    if problems:
+        raise AnsibleFilterError("; ".join(str(p) for p in problems))
     if not isinstance(spec, dict):
         raise AnsibleFilterError(f"qemu_argv expects a VM spec (a dict), got {spec!r}")
     for key in ("name", "accelerator", "kernel", "qmp", "monitor", "serial", "pidfile"):

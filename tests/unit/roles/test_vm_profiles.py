@@ -149,3 +149,31 @@ def test_every_profile_the_argument_spec_allows_has_a_device_set():
 
     for table in ("__vm_profile_append", "__vm_profile_drives", "__vm_profile_nics"):
         assert sorted(render("{{ " + table + " }}", **SEED_VARS)) == sorted(choices)
+
+
+def argv_task() -> tuple[str, str]:
+    """The vm role's one task that checks the VM's inputs and renders its command line:
+    its check's expression and its rendering's."""
+    (task,) = yaml.safe_load((ROLE / "tasks" / "argv.yml").read_text())
+    return task["vars"]["__vm_input_errors"], task["ansible.builtin.set_fact"]["__vm_argv"]
+
+
+def test_the_render_refuses_every_bad_input_at_once_each_named_by_its_variable():
+    errors, argv = argv_task()
+    bad = {**SEED_VARS, "vm_kernel": "", "vm_memory": "12x", "vm_disk": "", "vm_incoming": False}
+
+    found = render(errors, **bad)
+    with pytest.raises(Exception, match="vm_kernel: a kernel image") as refused:
+        render(argv, **bad, __vm_input_errors=trusted(errors))
+
+    assert [p.split(":")[0] for p in found] == ["vm_kernel", "vm_memory", "vm_disk"]
+    assert "vm_memory: '12x' is not a size" in str(refused.value)
+    assert "vm_disk: the seed profile boots vm0 from a disk image" in str(refused.value)
+
+
+def test_the_render_of_good_inputs_finds_nothing_to_refuse():
+    errors, argv = argv_task()
+    good = {**SEED_VARS, "vm_incoming": True}
+
+    assert render(errors, **good) == []
+    assert render(argv, **good, __vm_input_errors=trusted(errors))[-2:] == ["-incoming", "defer"]
