@@ -11,7 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TextIO
 
-from qmigrate import __version__, api
+from qmigrate import __version__, api, campaign
+from qmigrate.campaign import CampaignError
 from qmigrate.display import (
     StatusLine,
     lab_status_text,
@@ -326,6 +327,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--results", metavar="DIR", help="the results directory (default: the project's results/)"
     )
     runs.set_defaults(handler=_runs)
+
+    campaigns = commands.add_parser(
+        "campaign",
+        help="check a campaign file and show its plan",
+        description="Campaigns: studies of many migrations described in one YAML file "
+        "(docs/campaigns.md).",
+        parents=[common],
+    )
+    campaign_actions = campaigns.add_subparsers(dest="action", metavar="ACTION", required=True)
+    check = campaign_actions.add_parser(
+        "check",
+        help="check a campaign file and show the runs it plans, running nothing",
+        description="Check a campaign file, naming every mistake by its place in the file "
+        "(exit 2), and show the runs it plans in their order: guest by guest, each "
+        "repetition of every method before the next. Runs nothing.",
+        parents=[common],
+    )
+    check.add_argument("file", metavar="FILE", help="the campaign file (YAML)")
+    check.set_defaults(handler=_campaign_check)
     return parser
 
 
@@ -442,13 +462,49 @@ def _runs(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
+def _campaign_check(args: argparse.Namespace, out: Output) -> int:
+    planned = campaign.load(args.file)
+    runs = planned.plan()
+    document = {
+        "name": planned.name,
+        "description": planned.description,
+        "direction": planned.direction,
+        "probes": planned.probes,
+        "baseline": planned.baseline,
+        "runs": [
+            {
+                "number": run.number,
+                "run_id": run.run_id,
+                "guest": run.guest,
+                "method": run.method,
+                "rep": run.rep,
+                "extra_vars": planned.extra_vars(run),
+            }
+            for run in runs
+        ],
+    }
+    lines = [
+        f"campaign {planned.name}: {len(runs)} runs, {planned.direction}, probes "
+        f"{'on' if planned.probes else 'off'}, baseline {planned.baseline}",
+    ]
+    for name, guest in planned.guests.items():
+        methods = [m for m, g in planned.cells if g == name]
+        if methods:
+            lines.append(
+                f"  guest {name} ({guest.workload}): {planned.repetitions} x {', '.join(methods)}"
+            )
+    lines += [f"  {run.number:>4}  {run.run_id}" for run in runs]
+    out.emit(document, "\n".join(lines))
+    return EXIT_OK
+
+
 # -- errors and exit codes ------------------------------------------------------------
 
 
 def exit_code(error: QmigrateError) -> int:
     if isinstance(error, MigrationFailed):
         return EXIT_MIGRATION_FAILED
-    if isinstance(error, BadInput):
+    if isinstance(error, (BadInput, CampaignError)):
         return EXIT_BAD_INPUT
     return EXIT_INFRASTRUCTURE
 
@@ -464,6 +520,8 @@ def _error_document(error: QmigrateError) -> dict[str, Any]:
         )
     if isinstance(error, BadInput):
         document["variables"] = list(error.variables)
+    if isinstance(error, CampaignError):
+        document["problems"] = list(error.problems)
     if isinstance(error, MigrationFailed):
         document["result"] = error.result.to_dict() if error.result else None
     return {"error": document, "exit_code": exit_code(error)}

@@ -14,6 +14,7 @@ from qmigrate import api, cli
 from qmigrate.errors import BadInput, InfrastructureError, MigrationFailed, PlaybookFailed
 from qmigrate.results import MigrationResult
 from qmigrate.runner import PlaybookRun
+from tests import ROOT
 from tests.unit.qmigrate.records import RUN_ID, Events, record
 
 MIB = 1024 * 1024
@@ -400,3 +401,43 @@ def test_migrate_on_a_terminal_draws_the_bar_then_the_summary(calls, tmp_path, m
     assert "\rmigrate: migration : Migrate the VM" in out
     first, second = out.index(" 50%"), out.index(" 75%")
     assert first < second < out.index("\nrun           " + RUN_ID)
+
+
+# -- qmigrate campaign check --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shipped", sorted((ROOT / "campaigns").glob("*.yml")), ids=lambda p: p.stem
+)
+def test_every_shipped_campaign_checks_and_plans(shipped, capsys):
+    assert cli.main(["--json", "campaign", "check", str(shipped)]) == cli.EXIT_OK
+
+    document = json.loads(capsys.readouterr().out)
+    ids = [run["run_id"] for run in document["runs"]]
+    assert document["name"] == shipped.stem and ids and len(set(ids)) == len(ids)
+    assert [run["number"] for run in document["runs"]] == list(range(1, len(ids) + 1))
+
+
+def test_campaign_check_shows_the_plan(tmp_path, capsys):
+    path = tmp_path / "two.yml"
+    path.write_text("methods: {a: {}, b: {multifd_channels: 2}}\nguests: {idle: {}}\n")
+
+    assert cli.main(["campaign", "check", str(path)]) == cli.EXIT_OK
+
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == "campaign two: 2 runs, one-way, probes off, baseline a"
+    assert "     1  idle-a-001" in out and "     2  idle-b-001" in out
+
+
+def test_a_bad_campaign_exits_2_naming_every_problem(tmp_path, capsys):
+    path = tmp_path / "bad.yml"
+    path.write_text("repetitions: 0\nmethods: {m: {postcopy: maybe}}\nguests: {g: {}}\n")
+
+    assert cli.main(["campaign", "check", str(path)]) == cli.EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert "repetitions: 0 is out of range" in err
+    assert "methods.m.postcopy: 'maybe' is not true or false" in err
+
+    assert cli.main(["--json", "campaign", "check", str(path)]) == cli.EXIT_BAD_INPUT
+    document = json.loads(capsys.readouterr().out)
+    assert document["error"]["kind"] == "CampaignError" and len(document["error"]["problems"]) == 2
