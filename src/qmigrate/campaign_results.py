@@ -1,0 +1,234 @@
+"""A campaign's results, from its records alone: one flat row per run (runs.csv), and per
+cell (a method on a guest) the median, the range and a 95% confidence interval of each
+metric, with ratios against the baseline method (summary.md).
+
+Each run's record is its run.json, as every migration writes it; the campaign adds what
+only it knows: the run's place in the plan and the wall time of its whole playbook run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+import statistics
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+# The columns of runs.csv, in order, each with its meaning (docs/campaigns.md lists them).
+COLUMNS: dict[str, str] = {
+    "run_id": "the run's name: <guest>-<method>-<repetition>",
+    "number": "the run's place in the campaign's plan (from 1)",
+    "guest": "the guest's name in the campaign file",
+    "method": "the method's name in the campaign file",
+    "rep": "the repetition (from 1)",
+    "status": "completed, failed, or interrupted (as run.json says); missing: no record",
+    "source": "the host the VM left",
+    "destination": "the host it went to",
+    "wall_s": "seconds of the whole playbook run of this migration (the campaign's clock)",
+    "total_ms": "QEMU's total time of the migration",
+    "downtime_ms": "QEMU's downtime (the guest stopped)",
+    "setup_ms": "QEMU's setup time",
+    "transferred_bytes": "bytes QEMU sent",
+    "throughput_mbps": "QEMU's throughput, Mbit/s",
+    "passes": "dirty-sync passes over RAM (QEMU's dirty-sync-count)",
+    "overhead_s": "wall_s minus QEMU's total time and the probe window: what running it cost",
+    "guest_downtime_ms": "the longest time the guest did not answer pings (probes on)",
+    "pings_lost": "pings lost around the migration (probes on)",
+    "tcp_stalled_s": "the longest time the TCP stream moved nothing (probes on)",
+    "tcp_survived": "whether the TCP stream to the guest survived (probes on)",
+    "verified": "every verification of the record held",
+    "error": "why the run failed",
+}
+# The metrics a summary gives per cell: column -> (label, unit)
+METRICS: dict[str, tuple[str, str]] = {
+    "total_ms": ("QEMU total time", "ms"),
+    "downtime_ms": ("QEMU downtime", "ms"),
+    "guest_downtime_ms": ("guest-observed downtime", "ms"),
+    "throughput_mbps": ("throughput", "Mbit/s"),
+    "transferred_bytes": ("sent", "bytes"),
+    "passes": ("passes", ""),
+    "tcp_stalled_s": ("TCP stall", "s"),
+    "overhead_s": ("per-migration cost", "s"),
+}
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def _dig(record: dict, *path: str) -> Any:
+    value: Any = record
+    for key in path:
+        if not isinstance(value, dict):
+            return None
+        value = value.get(key)
+    return value
+
+
+def row(run: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
+    """The CSV row of one run: RUN is the campaign's entry for it (run_id, number, guest,
+    method, rep, and wall_s when it ran), RECORD its run.json (None: no record)."""
+    record = record or {}
+    qemu = record.get("qemu") or {}
+    derived = _dig(record, "profile", "derived") or {}
+    verification = record.get("verification") or {}
+    total_ms = qemu.get("total_time_ms")
+    wall = run.get("wall_s")
+    window = _dig(record, "profile", "window", "duration") if derived else None
+    overhead = None
+    if wall is not None and total_ms is not None and record.get("status") == "completed":
+        overhead = round(wall - total_ms / 1000 - (window or 0), 3)
+    values = {
+        "run_id": run.get("run_id"),
+        "number": run.get("number"),
+        "guest": run.get("guest"),
+        "method": run.get("method"),
+        "rep": run.get("rep"),
+        "status": record.get("status", "missing"),
+        "source": record.get("source"),
+        "destination": record.get("destination"),
+        "wall_s": wall,
+        "total_ms": total_ms,
+        "downtime_ms": qemu.get("downtime_ms"),
+        "setup_ms": qemu.get("setup_time_ms"),
+        "transferred_bytes": qemu.get("transferred_bytes"),
+        "throughput_mbps": qemu.get("throughput_mbps"),
+        "passes": qemu.get("dirty_sync_count"),
+        "overhead_s": overhead,
+        "guest_downtime_ms": _dig(derived, "downtime", "guest_observed_ms"),
+        "pings_lost": _dig(derived, "ping", "lost_around_migration"),
+        "tcp_stalled_s": _dig(derived, "tcp", "stalled_seconds"),
+        "tcp_survived": _dig(derived, "tcp", "survived"),
+        "verified": bool(verification) and all(v for v in verification.values() if v is not None),
+        "error": record.get("error") or "",
+    }
+    return {column: values[column] for column in COLUMNS}
+
+
+def to_csv(rows: Iterable[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(COLUMNS), lineterminator="\n")
+    writer.writeheader()
+    for entry in rows:
+        writer.writerow({k: "" if v is None else v for k, v in entry.items()})
+    return out.getvalue()
+
+
+@dataclass(frozen=True)
+class Spread:
+    """A metric over a cell's completed runs: median, min, max, and a 95% confidence
+    interval of the median (percentile bootstrap; None below 3 runs)."""
+
+    n: int
+    median: float
+    low: float
+    high: float
+    ci: tuple[float, float] | None
+
+
+def spread(values: Sequence[float], seed: int = 0) -> Spread | None:
+    """The Spread of VALUES (None when empty). The bootstrap draws from a fixed seed, so
+    a summary redrawn from the same records is the same."""
+    values = [float(v) for v in values]
+    if not values:
+        return None
+    ci = None
+    if len(values) >= 3:
+        draw = random.Random(seed)
+        medians = sorted(
+            statistics.median(draw.choices(values, k=len(values)))
+            for _ in range(BOOTSTRAP_RESAMPLES)
+        )
+        ci = (medians[int(0.025 * len(medians))], medians[int(0.975 * len(medians)) - 1])
+    return Spread(len(values), statistics.median(values), min(values), max(values), ci)
+
+
+def cells(rows: Iterable[dict[str, Any]]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """The rows by cell (guest, method), in the order they first appear."""
+    grouped: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for entry in rows:
+        grouped.setdefault((entry["guest"], entry["method"]), []).append(entry)
+    return grouped
+
+
+def summary(rows: Sequence[dict[str, Any]], baseline: str) -> dict[str, Any]:
+    """Per cell: how many runs completed and failed, and each metric's Spread over the
+    completed ones, with its median's ratio to BASELINE's on the same guest."""
+    grouped = cells(rows)
+    result: dict[str, Any] = {}
+    for (guest, method), entries in grouped.items():
+        done = [e for e in entries if e["status"] == "completed"]
+        metrics = {}
+        for column in METRICS:
+            measured = [e[column] for e in done if e[column] is not None]
+            metrics[column] = spread(measured)
+        result.setdefault(guest, {})[method] = {
+            "runs": len(entries),
+            "completed": len(done),
+            "failed": sum(1 for e in entries if e["status"] == "failed"),
+            "verified": sum(1 for e in done if e["verified"]),
+            "metrics": metrics,
+        }
+    for methods in result.values():
+        base = methods.get(baseline)
+        for cell in methods.values():
+            cell["ratio"] = {}
+            for column in METRICS:
+                ours, theirs = cell["metrics"][column], base and base["metrics"][column]
+                cell["ratio"][column] = (
+                    round(ours.median / theirs.median, 3)
+                    if ours and theirs and theirs.median
+                    else None
+                )
+    return result
+
+
+def _figure(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if abs(value) >= 1e6:
+        return f"{value:.3g}"
+    return f"{value:.0f}" if abs(value) >= 100 else f"{value:.3g}"
+
+
+def summary_markdown(
+    name: str, description: str, rows: Sequence[dict[str, Any]], baseline: str
+) -> str:
+    """summary.md: per guest, a table of the cells' medians (min-max) [95% CI] and their
+    ratio to the baseline, then the runs that failed."""
+    cellwise = summary(rows, baseline)
+    lines = [f"# Campaign {name}", ""]
+    if description:
+        lines += [description, ""]
+    lines += [
+        f"{len(rows)} runs; medians (min-max) [95% confidence interval of the median, "
+        f"bootstrap] over completed runs; x: the median's ratio to {baseline}'s on the "
+        "same guest.",
+        "",
+    ]
+    for guest, methods in cellwise.items():
+        shown = [c for c in METRICS if any(m["metrics"][c] for m in methods.values())]
+        lines += [f"## {guest}", ""]
+        header = ["method", "done"] + [f"{METRICS[c][0]} {METRICS[c][1]}".strip() for c in shown]
+        lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        for method, cell in methods.items():
+            cols = [method, f"{cell['completed']}/{cell['runs']}"]
+            for column in shown:
+                got = cell["metrics"][column]
+                if got is None:
+                    cols.append("-")
+                    continue
+                text = f"{_figure(got.median)} ({_figure(got.low)}-{_figure(got.high)})"
+                if got.ci:
+                    text += f" [{_figure(got.ci[0])}-{_figure(got.ci[1])}]"
+                ratio = cell["ratio"][column]
+                if ratio is not None and method != baseline:
+                    text += f" x{ratio:.2f}"
+                cols.append(text)
+            lines.append("| " + " | ".join(cols) + " |")
+        lines.append("")
+    failed = [e for e in rows if e["status"] != "completed"]
+    if failed:
+        lines += ["## Runs that did not complete", ""]
+        lines += [f"- {e['run_id']}: {e['status']}: {e['error'] or '-'}" for e in failed]
+        lines.append("")
+    return "\n".join(lines)
