@@ -119,6 +119,15 @@ options:
         of it are returned as RV(serial_tail) once the migration has completed (the
         guest's last words here), sparing a second module run to read them.
     type: path
+  baseline:
+    description:
+      - The capabilities and parameters this VM started with, as the qemu_vm module kept
+        them (its O(baseline)). QEMU keeps what a migration set for the next one; given
+        this file, each capability or parameter not asked for now that an earlier
+        migration changed is put back as the VM started (a VM that received the guest
+        with multifd would otherwise send it back with multifd to a destination without
+        it, which fails). A missing file (a VM started otherwise) puts nothing back.
+    type: path
   interrupt_record:
     description:
       - With O(state=completed), a file on this host where the module leaves its result
@@ -238,6 +247,7 @@ from ansible.module_utils.migration import (
     connect,
     listening_uris,
     migrated_account,
+    read_baseline,
     sample,
     summary,
 )
@@ -335,7 +345,10 @@ class Migration:
         the types it reports (an extra var given as -e key=value is a string)."""
         try:
             caps, params, supported = checked_settings(
-                self.mon, self.p["capabilities"], self.p["parameters"]
+                self.mon,
+                self.p["capabilities"],
+                self.p["parameters"],
+                read_baseline(self.p["baseline"]),
             )
         except ValueError as exc:
             self.fail(str(exc))
@@ -802,6 +815,7 @@ def main() -> None:
             postcopy_after_passes=dict(type="int"),
             monitor_timeout=dict(type="float", default=10),
             interrupt_record=dict(type="path"),
+            baseline=dict(type="path"),
             allow_running=dict(type="bool", default=False),
             expect_migrated=dict(type="bool", default=False),
             serial_log=dict(type="path"),

@@ -88,6 +88,12 @@ options:
         description: Migration parameters to set (name to value), given QEMU's own types.
         type: dict
         default: {}
+  baseline:
+    description:
+      - Where to keep, as JSON, the migration capabilities and parameters the VM has when
+        this module starts it (QEMU's own), so that a migration can put back what an
+        earlier one changed (qemu_migrate's O(baseline)). Written when the VM is started.
+    type: path
   serial_log:
     description:
       - With O(state=query), the VM's serial console log; given it, a VM running as asked
@@ -221,7 +227,12 @@ import time
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.guest import HEARTBEAT, SERIAL_TAIL, read_tail, watch_heartbeat
-from ansible.module_utils.migration import checked_settings, connect, migrated_account
+from ansible.module_utils.migration import (
+    checked_settings,
+    connect,
+    migrated_account,
+    write_baseline,
+)
 from ansible.module_utils.qmp import QMPClient, QMPError
 
 
@@ -298,7 +309,8 @@ class VM:
                 time.sleep(0.1)
 
     def cleanup(self) -> None:
-        for path in [self.p["pidfile"], self.p["qmp"], *self.p["sockets"]]:
+        kept = [self.p["baseline"]] if self.p["baseline"] else []
+        for path in [self.p["pidfile"], self.p["qmp"], *self.p["sockets"], *kept]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
@@ -441,6 +453,19 @@ class VM:
             mon.close()
         result.update(changed=True, listening=dict(wanted))
 
+    def keep_baseline(self) -> None:
+        """The migration settings of the VM just started, kept in O(baseline)."""
+        self.status()  # its QMP socket answers
+        try:
+            mon = connect(self.p["qmp"], 5)
+            try:
+                write_baseline(mon, self.p["baseline"])
+            finally:
+                mon.close()
+        except (QMPError, OSError) as exc:
+            where = self.p["baseline"]
+            self.module.fail_json(msg=f"cannot keep the VM's migration settings in {where}: {exc}")
+
     def run(self) -> None:
         pid = self.pid()
         if self.p["state"] == "query":
@@ -483,6 +508,8 @@ class VM:
         if pid is None:
             self.start()
             pid = self.pid()
+            if self.p["baseline"]:
+                self.keep_baseline()
         self.module.exit_json(
             changed=changed, pid=pid, status=self.status(), started=changed, **self.result
         )
@@ -498,6 +525,7 @@ def main() -> None:
             state=dict(type="str", choices=["running", "absent", "query"], default="running"),
             replace=dict(type="bool", default=False),
             timeout=dict(type="float", default=30),
+            baseline=dict(type="path"),
             serial_log=dict(type="path"),
             heartbeat_timeout=dict(type="float", default=5),
             incoming=dict(

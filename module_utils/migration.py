@@ -11,6 +11,8 @@ Stdlib only and Python 3.9 compatible, like qmp.py.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import time
 from typing import Any
@@ -108,12 +110,21 @@ def coerce_parameters(wanted: dict[str, Any], current: dict[str, Any]) -> dict[s
 
 
 def checked_settings(
-    mon: Monitor, capabilities: dict[str, Any], parameters: dict[str, Any]
+    mon: Monitor,
+    capabilities: dict[str, Any],
+    parameters: dict[str, Any],
+    baseline: dict[str, Any] | None = None,
 ) -> tuple[dict[str, bool], dict[str, Any], dict[str, bool]]:
     """The CAPABILITIES and PARAMETERS to set on the QEMU behind MON, checked against what
     it supports and given the types it reports (an extra var given as -e key=value is a
     string); over QMP the events capability too, for the migration's timeline. Returns
-    them with the capabilities QEMU supports; raises ValueError naming what is wrong."""
+    them with the capabilities QEMU supports; raises ValueError naming what is wrong.
+
+    BASELINE, the capabilities and parameters this QEMU started with (see
+    read_baseline), puts back each one not asked for that an earlier migration changed:
+    QEMU keeps them from one migration to the next, and a VM that received the guest with
+    multifd on would otherwise send it back with multifd on to a destination without it
+    (which fails), or carry one method's settings into the next method's run."""
     caps = {
         name: strict_bool(value, f"capabilities.{name}") for name, value in capabilities.items()
     }
@@ -127,7 +138,41 @@ def checked_settings(
         params = coerce_parameters(parameters, current)
     except ValueError as exc:
         raise ValueError(f"{exc} (at {mon.path})") from None
+    if baseline:
+        started_caps = baseline.get("capabilities") or {}
+        for name, now in supported.items():
+            if name not in caps and name in started_caps and bool(started_caps[name]) != now:
+                caps[name] = bool(started_caps[name])
+        started_params = baseline.get("parameters") or {}
+        for name, now in current.items():
+            if name not in params and name in started_params and started_params[name] != now:
+                params[name] = started_params[name]
     return caps, params, supported
+
+
+def read_baseline(path: str | None) -> dict[str, Any] | None:
+    """The capabilities and parameters a VM started with, as qemu_vm keeps them in PATH
+    when it starts the VM; None for no PATH or no such file (a VM started otherwise)."""
+    if not path:
+        return None
+    try:
+        with open(path) as kept:
+            baseline = json.load(kept)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"baseline: {path} cannot be read as JSON: {exc}") from None
+    return baseline if isinstance(baseline, dict) else None
+
+
+def write_baseline(mon: Monitor, path: str) -> None:
+    """Keep the capabilities and parameters of the QEMU behind MON, as it started, in
+    PATH (written whole or not at all)."""
+    document = {"capabilities": mon.capabilities(), "parameters": mon.parameters()}
+    partial = f"{path}.partial"
+    with open(partial, "w") as out:
+        json.dump(document, out, indent=1, sort_keys=True)
+    os.replace(partial, path)
 
 
 def _refuse_unknown(option: str, wanted: dict[str, Any], known: dict[str, Any], where: str) -> None:
@@ -490,7 +535,9 @@ __all__ = [
     "listening_uris",
     "migrated_account",
     "parse_info_migrate",
+    "read_baseline",
     "sample",
     "strict_bool",
     "summary",
+    "write_baseline",
 ]

@@ -19,7 +19,7 @@ from ansible.module_utils.migration import (
 )
 from ansible.module_utils.qmp import HMPClient
 
-from tests.unit.fakes import FakeHMP
+from tests.unit.fakes import FakeHMP, FakeQEMU
 from tests.unit.qemu_answers import KIB, QMP_COMPLETED, info_migrate
 
 # parse_info_migrate
@@ -358,3 +358,33 @@ def test_connect_returns_an_hmp_monitor_for_an_hmp_socket(fake_hmp):
     assert isinstance(monitor, HMPMonitor)
     assert (monitor.protocol, monitor.path) == ("hmp", server.path)
     assert status == "running"
+
+
+# read_baseline and write_baseline: the settings a VM started with
+
+
+def test_a_baseline_written_from_a_qemu_reads_back(tmp_path):
+    fake = FakeQEMU(tmp_path / "qmp.sock")
+    path = tmp_path / "migration-baseline.json"
+    try:
+        mon = migration.connect(fake.path, 2)
+        try:
+            migration.write_baseline(mon, str(path))
+        finally:
+            mon.close()
+    finally:
+        fake.stop()
+
+    kept = migration.read_baseline(str(path))
+
+    assert kept["parameters"] == fake.parameters and kept["capabilities"] == fake.capabilities
+    assert migration.read_baseline(str(tmp_path / "absent.json")) is None
+    assert migration.read_baseline(None) is None
+
+
+def test_a_baseline_that_is_not_json_is_refused(tmp_path):
+    path = tmp_path / "migration-baseline.json"
+    path.write_text("{torn")
+
+    with pytest.raises(ValueError, match="cannot be read as JSON"):
+        migration.read_baseline(str(path))

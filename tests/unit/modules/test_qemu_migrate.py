@@ -74,6 +74,7 @@ def run(monkeypatch):
             "allow_running": False,
             "expect_migrated": False,
             "serial_log": None,
+            "baseline": None,
         }
         module = FakeModule({**defaults, **params})
         worker = qemu_migrate.Migration(module)
@@ -299,6 +300,40 @@ def test_a_capability_given_as_off_stays_off(run, qemu):
     assert not ended.failed
     assert fake.capabilities["multifd"] is False
     assert fake.capabilities["auto-converge"] is True
+
+
+def test_what_an_earlier_migration_set_is_put_back_as_the_vm_started(run, qemu, tmp_path):
+    fake = qemu()
+    started = {"capabilities": dict(fake.capabilities), "parameters": dict(fake.parameters)}
+    baseline = tmp_path / "migration-baseline.json"
+    baseline.write_text(json.dumps(started))
+    # as a VM is left that received the guest with multifd and no bandwidth cap
+    fake.capabilities.update(multifd=True, **{"auto-converge": True})
+    fake.parameters.update({"max-bandwidth": 0, "multifd-channels": 4})
+
+    ended = run(
+        fake,
+        capabilities={"auto-converge": True},
+        parameters={"downtime-limit": 50},
+        baseline=str(baseline),
+    )
+
+    assert not ended.failed, ended.result
+    assert fake.capabilities["multifd"] is False  # put back: not asked for now
+    assert fake.capabilities["auto-converge"] is True  # asked for
+    assert fake.parameters["max-bandwidth"] == started["parameters"]["max-bandwidth"]
+    assert fake.parameters["multifd-channels"] == started["parameters"]["multifd-channels"]
+    assert fake.parameters["downtime-limit"] == 50
+    assert ended.result["capabilities"]["multifd"] is False
+
+
+def test_without_a_baseline_file_nothing_is_put_back(run, qemu, tmp_path):
+    fake = qemu()
+    fake.capabilities["multifd"] = True
+
+    ended = run(fake, baseline=str(tmp_path / "none.json"))
+
+    assert not ended.failed and fake.capabilities["multifd"] is True
 
 
 def test_a_capability_that_is_not_a_boolean_is_refused(run, qemu):
