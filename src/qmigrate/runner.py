@@ -7,6 +7,7 @@ Artifacts (stdout, job events) are kept in a cache directory, the newest few run
 
 from __future__ import annotations
 
+import configparser
 import contextlib
 import os
 import shutil
@@ -111,6 +112,10 @@ class Project:
             # which hides ansible.cfg's callback_plugins: named here, runner adds its own
             # after it (the project's callbacks that need no enabling, qmigrate_prebuild).
             "ANSIBLE_CALLBACK_PLUGINS": str(self.root / "callback_plugins"),
+            # The project's own screen output, even when this process runs under an
+            # ansible-playbook with another (campaign.yml's action, a test's JSON output):
+            # ansible-runner's events come from what it wraps.
+            "ANSIBLE_STDOUT_CALLBACK": self.stdout_callback(),
         }
         # Ansible's commands beside this Python (its virtual environment's), even when
         # that environment is not activated.
@@ -118,6 +123,12 @@ class Project:
         if (bindir / "ansible-playbook").exists():
             env["PATH"] = os.pathsep.join([str(bindir), os.environ.get("PATH", os.defpath)])
         return env
+
+    def stdout_callback(self) -> str:
+        """The screen output ansible.cfg names (Ansible's default when it names none)."""
+        config = configparser.ConfigParser(interpolation=None)
+        config.read(self.root / "ansible.cfg")
+        return config.get("defaults", "stdout_callback", fallback="default")
 
     def executable(self, name: str) -> str:
         """An Ansible command, found as envvars() has ansible-runner find ansible-playbook."""

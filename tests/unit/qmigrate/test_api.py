@@ -61,3 +61,16 @@ def test_migration_result_from_a_record(tmp_path):
     assert (result.transferred_bytes, result.dirty_sync_count) == (110140115, 3)
     assert result.verified is True  # guest_answers_ping: None is "not checked"
     assert result.to_dict()["record_path"] == str(tmp_path / "run.json")
+
+
+def test_playbooks_run_with_the_projects_screen_output_whatever_the_environment(monkeypatch):
+    """ansible-runner's events come from the screen output it wraps: a run started under
+    another ansible-playbook (campaign.yml) or a test's JSON output must not inherit it."""
+    from qmigrate.runner import Project
+    from tests import ROOT
+
+    monkeypatch.setenv("ANSIBLE_STDOUT_CALLBACK", "ansible.posix.json")
+
+    env = Project.locate(ROOT).envvars()
+
+    assert env["ANSIBLE_STDOUT_CALLBACK"] == "qmigrate"
