@@ -49,6 +49,7 @@ from qmigrate.runner import PlaybookRun, Project, run_playbook
 
 LAB_PLAYBOOK = "playbooks/lab.yml"
 TEARDOWN_PLAYBOOK = "playbooks/teardown.yml"
+STOP_PLAYBOOK = "playbooks/stop.yml"
 PROVISION_PLAYBOOK = "playbooks/provision.yml"
 # The main job: lab, provision and launch (each a no-op when done), then the migration.
 MIGRATE_PLAYBOOK = "migrate.yml"
@@ -101,6 +102,18 @@ def lab_down(
 ) -> PlaybookRun:
     """Stop the VMs and remove the embedded lab (playbooks/teardown.yml)."""
     return _run(TEARDOWN_PLAYBOOK, extra_vars, project, inventory, on_task)
+
+
+def stop_vms(
+    *,
+    extra_vars: dict[str, Any] | None = None,
+    project: PathLike | None = None,
+    inventory: PathLike | None = None,
+    on_task: TaskCallback | None = None,
+) -> PlaybookRun:
+    """Stop the study's VMs on every hypervisor, leaving the lab as it is
+    (playbooks/stop.yml); the next migration boots its guest anew."""
+    return _run(STOP_PLAYBOOK, extra_vars, project, inventory, on_task)
 
 
 def provision(

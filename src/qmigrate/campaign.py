@@ -30,7 +30,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 SIZE = re.compile(r"^\s*[0-9]+\s*([KMGkmg](i?B)?)?\s*$")
 DIRECTIONS = ("one-way", "ping-pong")
 PROFILES = ("minimal", "seed")
-DEFAULTS = ("qmigrate", "seed")
+DEFAULTS = ("qmigrate", "qemu")
 # The vm role's own kernel command line (its default vm_append, still a template): a
 # dirtying guest's arguments are appended to it.
 PROFILE_APPEND = "{{ __vm_profile_append[vm_profile] | default('') }}"
@@ -50,13 +50,14 @@ TOP_KEYS = {
     "runs": "the cells to run, each {method, guest}, instead of every method on every guest",
 }
 METHOD_KEYS = {
-    "defaults": "qmigrate (lifted bandwidth cap, downtime limit) or seed (QEMU's own)",
+    "defaults": "qmigrate (lifted bandwidth cap, downtime limit) or qemu (QEMU's own, as the seed)",
     "max_bandwidth": "bytes/s, 0 for no cap",
     "downtime_limit": "ms",
     "multifd_channels": "1 (off) to 255",
     "postcopy": "switch to postcopy after the first pass (true or false)",
     "capabilities": "QEMU migration capabilities, name -> true/false",
     "parameters": "QEMU migration parameters, name -> value",
+    "timeout": "seconds this method's migration may take (default: the campaign's)",
 }
 GUEST_KEYS = {
     "profile": "minimal (the initramfs guest) or seed (the seed's Debian disk VM)",
@@ -171,16 +172,13 @@ class Campaign:
         """The migration's variables for RUN (besides where its record goes): the method's,
         the guest's, the probes and the timeout, and the direction."""
         guest = self.guests[run.guest]
-        extra: dict[str, Any] = {
-            **guest.variables,
-            **self.methods[run.method].extra_vars(),
-            "migration_profile": self.probes,
-            "qmigrate_reverse": run.reverse,
-        }
-        if guest.dirty:
-            extra["vm_append"] = f"{PROFILE_APPEND} {guest.kernel_args()}"
+        extra: dict[str, Any] = {**guest.variables}
         if self.timeout is not None:
             extra["migration_timeout"] = self.timeout
+        extra.update(self.methods[run.method].extra_vars())
+        extra.update(migration_profile=self.probes, qmigrate_reverse=run.reverse)
+        if guest.dirty:
+            extra["vm_append"] = f"{PROFILE_APPEND} {guest.kernel_args()}"
         return extra
 
 
@@ -305,14 +303,21 @@ def _method(problems: _Problems, name: str, spec: Any) -> Method:
             if isinstance(value, (dict, list)) or value is None:
                 problems.add(f"{where}.parameters.{param}", f"{value!r} is not a single value")
         variables["migration_parameters"] = dict(params)
-    if variables.get("migration_defaults") == "seed":
+    if "timeout" in spec:
+        timeout = spec["timeout"]
+        ok = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
+        if not ok or not math.isfinite(timeout) or timeout <= 0:
+            problems.add(f"{where}.timeout", f"{timeout!r} is not a positive number of seconds")
+        else:
+            variables["migration_timeout"] = float(timeout)
+    if variables.get("migration_defaults") == "qemu":
         tuned = sorted(
             key for key in ("max_bandwidth", "downtime_limit", "multifd_channels") if key in spec
         )
         if tuned:
             problems.add(
                 where,
-                f"defaults: seed keeps QEMU's own settings, so {', '.join(tuned)} would be "
+                f"defaults: qemu keeps QEMU's own settings, so {', '.join(tuned)} would be "
                 "ignored; set them as parameters (max-bandwidth, downtime-limit, "
                 "multifd-channels) instead",
             )

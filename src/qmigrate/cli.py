@@ -9,9 +9,10 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TextIO
 
-from qmigrate import __version__, api, campaign
+from qmigrate import __version__, api, campaign, campaign_runner
 from qmigrate.campaign import CampaignError
 from qmigrate.display import (
     StatusLine,
@@ -346,6 +347,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", metavar="FILE", help="the campaign file (YAML)")
     check.set_defaults(handler=_campaign_check)
+    run = campaign_actions.add_parser(
+        "run",
+        help="run a campaign: every migration it plans, then its CSV and summary",
+        description="Run a campaign file's plan, one migrate.yml per run (the lab built, "
+        "provisioned and launched first when needed), into "
+        "results/campaigns/<name>-<stamp>/ or --into DIR; a line per run says how far it "
+        "is. A failed run is recorded and the campaign goes on; Ctrl-C leaves DIR as far "
+        "as it got, and running again --into DIR completes it. Writes campaign.json, "
+        "runs.csv and summary.md there.",
+        parents=[common],
+    )
+    run.add_argument("file", metavar="FILE", help="the campaign file (YAML)")
+    run.add_argument("--into", metavar="DIR", help="the campaign's directory: resume it")
+    run.add_argument(
+        "--results", metavar="DIR", help="the results directory (default: the project's results/)"
+    )
+    run.set_defaults(handler=_campaign_run)
+    redraw = campaign_actions.add_parser(
+        "report",
+        help="rewrite a campaign's runs.csv and summary.md from its records",
+        description="Rewrite runs.csv and summary.md of the campaign in DIR from its "
+        "campaign.json and the runs' run.json files alone, and show the summary.",
+        parents=[common],
+    )
+    redraw.add_argument("directory", metavar="DIR", help="the campaign's directory")
+    redraw.set_defaults(handler=_campaign_report)
     return parser
 
 
@@ -495,6 +522,47 @@ def _campaign_check(args: argparse.Namespace, out: Output) -> int:
             )
     lines += [f"  {run.number:>4}  {run.run_id}" for run in runs]
     out.emit(document, "\n".join(lines))
+    return EXIT_OK
+
+
+def _campaign_run(args: argparse.Namespace, out: Output) -> int:
+    planned = campaign.load(args.file)
+
+    def show(progress: campaign_runner.Progress) -> None:
+        if out.json:
+            return
+        took = f" ({progress.total_ms:.0f} ms)" if progress.total_ms is not None else ""
+        eta = ""
+        if progress.eta_s is not None and progress.done < progress.total:
+            eta = f", about {progress.eta_s / 60:.0f} min left"
+        print(
+            f"run {progress.done} of {progress.total}: {progress.run.method} on "
+            f"{progress.run.guest}, repetition {progress.run.rep}: {progress.outcome}{took}{eta}",
+            file=out.stderr,
+            flush=True,
+        )
+
+    outcome = campaign_runner.run_campaign(
+        planned, into=args.into, results_dir=args.results, project=args.project, on_progress=show
+    )
+    summary = (outcome.directory / "summary.md").read_text()
+    out.emit(
+        {
+            "directory": str(outcome.directory),
+            "completed": outcome.completed,
+            "not_completed": outcome.failed,
+            "runs": outcome.rows,
+        },
+        f"{summary}\n{outcome.completed} of {len(outcome.rows)} runs completed; "
+        f"{outcome.directory}",
+    )
+    return EXIT_OK if outcome.failed == 0 else EXIT_MIGRATION_FAILED
+
+
+def _campaign_report(args: argparse.Namespace, out: Output) -> int:
+    directory = Path(args.directory)
+    rows = campaign_runner.write_results(directory)
+    out.emit({"directory": str(directory), "runs": rows}, (directory / "summary.md").read_text())
     return EXIT_OK
 
 

@@ -31,6 +31,7 @@ MODULE_ORDER = (
     "test_profile.py",
     "test_dirty_workload.py",
     "test_scale.py",
+    "test_campaign.py",
     "test_teardown.py",
     "test_api.py",
     "test_seed.py",

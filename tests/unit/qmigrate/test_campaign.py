@@ -16,7 +16,7 @@ GOOD = {
     "name": "compare",
     "repetitions": 2,
     "methods": {
-        "seed": {"defaults": "seed"},
+        "seed": {"defaults": "qemu"},
         "defaults": {},
         "multifd4": {"multifd_channels": 4},
     },
@@ -134,6 +134,14 @@ def test_extra_vars_carry_the_method_the_guest_and_the_run():
     assert campaign.extra_vars(first)["qmigrate_reverse"] is False
 
 
+def test_a_methods_timeout_beats_the_campaigns():
+    campaign = parse({**GOOD, "timeout": 60, "methods": {"a": {}, "b": {"timeout": 0.5}}})
+    a, b = campaign.plan()[:2]
+
+    assert campaign.extra_vars(a)["migration_timeout"] == 60.0
+    assert campaign.extra_vars(b)["migration_timeout"] == 0.5
+
+
 def test_the_dirty_guests_kernel_line_starts_with_the_vm_roles_own():
     defaults = yaml.safe_load((ROOT / "roles" / "vm" / "defaults" / "main.yml").read_text())
 
@@ -168,6 +176,7 @@ def test_an_idle_guest_keeps_the_roles_kernel_line():
         ({"methods": {"m": {"max_bandwidth": -1}}}, "methods.m.max_bandwidth: -1 is out of range"),
         ({"methods": {"m": {"max_bandwidth": "4MB"}}}, "methods.m.max_bandwidth: '4MB' is not an"),
         ({"methods": {"m": {"multifd_channels": 0}}}, "methods.m.multifd_channels: 0 is out of"),
+        ({"methods": {"m": {"timeout": -5}}}, "methods.m.timeout: -5 is not a positive number"),
         ({"methods": {"m": {"postcopy": "perhaps"}}}, "methods.m.postcopy: 'perhaps' is not true"),
         (
             {"methods": {"m": {"capabilities": {"multifd": "maybe"}}}},
@@ -179,8 +188,8 @@ def test_an_idle_guest_keeps_the_roles_kernel_line():
             "methods.m.parameters.downtime-limit: [1] is not a single value",
         ),
         (
-            {"methods": {"m": {"defaults": "seed", "downtime_limit": 10}}},
-            "methods.m: defaults: seed keeps QEMU's own settings, so downtime_limit",
+            {"methods": {"m": {"defaults": "qemu", "downtime_limit": 10}}},
+            "methods.m: defaults: qemu keeps QEMU's own settings, so downtime_limit",
         ),
         ({"guests": {"g": {"memory": "12x"}}}, "guests.g.memory: '12x' is not a size"),
         ({"guests": {"g": {"memory": True}}}, "guests.g.memory: True is not a size"),
@@ -274,3 +283,25 @@ def test_the_error_message_lists_every_problem():
         parse({**GOOD, "repetitions": 0, "probes": "x"}, "campaigns/c.yml")
 
     assert str(refused.value).startswith("campaigns/c.yml: 2 problem(s):\n  - repetitions")
+
+
+@pytest.mark.parametrize(
+    "shipped", sorted((ROOT / "campaigns").glob("*.yml")), ids=lambda p: p.stem
+)
+def test_every_run_of_a_shipped_campaign_passes_the_check_of_every_input(shipped):
+    """What a campaign gives migrate.yml is what a user could give it: the project's own
+    check of every input (action_plugins/qmigrate_inputs.py) finds nothing wrong."""
+    from tests.unit.plugins.test_inputs import check
+
+    campaign = load(shipped)
+
+    for run in campaign.plan():
+        extra = {**campaign.extra_vars(run), "migration_run_id": run.run_id}
+        assert check(extra) == {}, (run.run_id, extra)
+
+
+def test_the_check_of_every_input_refuses_what_a_campaign_must_not_give():
+    """The test above can fail: a method the roles do not know is caught by that check."""
+    from tests.unit.plugins.test_inputs import check
+
+    assert "migration_defaults" in check({"migration_defaults": "seed"})

@@ -1,0 +1,278 @@
+"""Running a campaign: its plan, one migrate.yml per run through the Python API, into
+results/campaigns/<name>-<stamp>/ (one run.json per run, as for any migration, then
+campaign.json, runs.csv and summary.md from the records).
+
+Resumable: a directory given again (``into``) skips the runs whose record has an
+outcome (completed or failed) and does the rest; a run stopped midway (Ctrl-C) is done
+again. A failed run is recorded and the campaign goes on. In a ping-pong campaign each
+run starts where the last one left the guest (a failed run is followed by the same way
+again); a guest the campaign has not started in this invocation is booted anew.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from qmigrate import api
+from qmigrate.campaign import Campaign, Run
+from qmigrate.campaign_results import row, summary_markdown, to_csv
+from qmigrate.errors import MigrationFailed, QmigrateError
+from qmigrate.runner import Project
+
+OUTCOMES = ("completed", "failed")
+
+
+@dataclass
+class Progress:
+    """What a campaign has done, after each run: RUN (the one just done or skipped), its
+    OUTCOME (completed, failed, skipped), DONE of TOTAL, and an estimate of the seconds
+    left from the runs this time (None until one ran)."""
+
+    run: Run
+    outcome: str
+    done: int
+    total: int
+    eta_s: float | None
+    total_ms: float | None = None
+
+
+@dataclass
+class CampaignOutcome:
+    directory: Path
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def completed(self) -> int:
+        return sum(1 for r in self.rows if r["status"] == "completed")
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.rows if r["status"] not in ("completed",))
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _record(directory: Path, run: Run) -> dict[str, Any] | None:
+    path = directory / run.run_id / "run.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write(path: Path, text: str) -> None:
+    """PATH written whole or not at all (a campaign stopped midway leaves no torn file)."""
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+class CampaignRunner:
+    """Runs CAMPAIGN into DIRECTORY with the API's PROJECT and INVENTORY."""
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        directory: Path,
+        *,
+        project: api.PathLike | None = None,
+        inventory: api.PathLike | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.campaign = campaign
+        self.directory = directory
+        self.project = project
+        self.inventory = inventory
+        self.on_progress = on_progress
+        self.state: dict[str, Any] = {"runs": {}}
+
+    # -- the campaign's own record --------------------------------------------------------
+
+    def _load_state(self) -> None:
+        path = self.directory / "campaign.json"
+        if not path.exists():
+            return
+        try:
+            state = json.loads(path.read_text())
+        except ValueError as exc:
+            raise QmigrateError(f"{path} is not JSON ({exc}): not a campaign's directory") from None
+        planned = [_planned(r) for r in self.campaign.plan()]
+        if state.get("plan") != planned:
+            raise QmigrateError(
+                f"{self.directory} holds another campaign's runs "
+                f"({state.get('name', 'unnamed')}, {len(state.get('plan') or [])} runs); "
+                "give a new directory, or the campaign file those runs came from"
+            )
+        self.state = state
+
+    def _save_state(self) -> None:
+        runs = self.campaign.plan()
+        document = {
+            "name": self.campaign.name,
+            "description": self.campaign.description,
+            "source": self.campaign.source,
+            "direction": self.campaign.direction,
+            "probes": self.campaign.probes,
+            "baseline": self.campaign.baseline,
+            "repetitions": self.campaign.repetitions,
+            "methods": {n: m.extra_vars() for n, m in self.campaign.methods.items()},
+            "guests": {
+                n: {**g.variables, "workload": g.workload} for n, g in self.campaign.guests.items()
+            },
+            "plan": [_planned(r) for r in runs],
+            "runs": self.state.get("runs", {}),
+        }
+        self.state = document
+        _write(self.directory / "campaign.json", json.dumps(document, indent=2, default=str))
+
+    def write_results(self) -> list[dict[str, Any]]:
+        return write_results(self.directory)
+
+    # -- running --------------------------------------------------------------------------
+
+    def _api(self) -> dict[str, Any]:
+        return {"project": self.project, "inventory": self.inventory}
+
+    def _migrate(self, run: Run, fresh: bool, reverse: bool) -> str:
+        """One run, back from the destination when REVERSE, the guest booted anew on the
+        source first when FRESH; its outcome."""
+        extra = {
+            **self.campaign.extra_vars(run),
+            "migration_run_id": run.run_id,
+            "qmigrate_results_dir": str(self.directory),
+            "qmigrate_reverse": reverse,
+        }
+        if fresh:
+            api.stop_vms(extra_vars=extra, **self._api())
+        try:
+            api.migrate(extra_vars=extra, **self._api())
+        except MigrationFailed:
+            return "failed"
+        return "completed"
+
+    def run(self) -> CampaignOutcome:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._load_state()
+        self._save_state()
+        runs = self.campaign.plan()
+        spent: list[float] = []
+        # Where the guest is: the guest whose VMs this invocation started, and whether it
+        # is now on the destination host (its last migration completed one way or the
+        # other). A guest not started here (a new one, or a resumed campaign) boots anew.
+        current_guest: str | None = None
+        away = False
+        for index, run in enumerate(runs, start=1):
+            record = _record(self.directory, run)
+            if record is not None and record.get("status") in OUTCOMES:
+                current_guest = None
+                self._report(run, "skipped", index, len(runs), spent, record)
+                continue
+            fresh = run.fresh or run.guest != current_guest
+            reverse = False if fresh else away
+            started = time.monotonic()
+            self.state["runs"][run.run_id] = {"started": _stamp(), "reverse": reverse}
+            self._save_state()
+            outcome = self._migrate(run, fresh, reverse)
+            wall = round(time.monotonic() - started, 3)
+            spent.append(wall)
+            current_guest = run.guest
+            away = (not reverse) if outcome == "completed" else reverse
+            self.state["runs"][run.run_id].update(wall_s=wall, outcome=outcome, fresh=fresh)
+            self._save_state()
+            self.write_results()
+            self._report(run, outcome, index, len(runs), spent, _record(self.directory, run))
+        return CampaignOutcome(self.directory, self.write_results())
+
+    def _report(
+        self,
+        run: Run,
+        outcome: str,
+        done: int,
+        total: int,
+        spent: list[float],
+        record: dict[str, Any] | None,
+    ) -> None:
+        if self.on_progress is None:
+            return
+        eta = sum(spent) / len(spent) * (total - done) if spent else None
+        total_ms = ((record or {}).get("qemu") or {}).get("total_time_ms")
+        self.on_progress(Progress(run, outcome, done, total, eta, total_ms))
+
+
+def _planned(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "number": run.number,
+        "guest": run.guest,
+        "method": run.method,
+        "rep": run.rep,
+    }
+
+
+def write_results(directory: Path) -> list[dict[str, Any]]:
+    """runs.csv and summary.md of the campaign in DIRECTORY, from its campaign.json and
+    its runs' records alone (as they are now); its rows."""
+    try:
+        state = json.loads((directory / "campaign.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise QmigrateError(f"{directory} has no readable campaign.json: {exc}") from None
+    rows = []
+    for planned in state.get("plan") or []:
+        entry = {**planned, "wall_s": (state["runs"].get(planned["run_id"]) or {}).get("wall_s")}
+        try:
+            record = json.loads((directory / planned["run_id"] / "run.json").read_text())
+        except (OSError, ValueError):
+            record = None
+        rows.append(row(entry, record))
+    _write(directory / "runs.csv", to_csv(rows))
+    _write(
+        directory / "summary.md",
+        summary_markdown(
+            str(state.get("name", directory.name)),
+            str(state.get("description", "")),
+            rows,
+            str(state.get("baseline", "")),
+        ),
+    )
+    return rows
+
+
+def campaign_directory(campaign: Campaign, results_dir: Path) -> Path:
+    """A new directory for CAMPAIGN's runs: results/campaigns/<name>-<stamp>."""
+    return results_dir / "campaigns" / f"{campaign.name}-{_stamp()}"
+
+
+def run_campaign(
+    campaign: Campaign,
+    *,
+    into: api.PathLike | None = None,
+    results_dir: api.PathLike | None = None,
+    project: api.PathLike | None = None,
+    inventory: api.PathLike | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+) -> CampaignOutcome:
+    """Run CAMPAIGN's plan into INTO (resuming what is there), or into a new directory
+    under RESULTS_DIR (default: the project's results/), and return its rows.
+
+    Raises what the API raises for anything but a failed migration (BadInput,
+    InfrastructureError, PlaybookFailed), and KeyboardInterrupt: the directory then
+    holds what was done, and running again INTO it completes the campaign.
+    """
+    if into is not None:
+        directory = Path(into)
+    else:
+        base = Path(results_dir) if results_dir is not None else Project.locate(project).results
+        directory = campaign_directory(campaign, base)
+    runner = CampaignRunner(
+        campaign, directory, project=project, inventory=inventory, on_progress=on_progress
+    )
+    return runner.run()

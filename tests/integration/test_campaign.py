@@ -1,0 +1,210 @@
+"""Issue 14: campaigns on the lab, run as a user runs them (`qmigrate campaign run`).
+
+A small ping-pong campaign (2 methods x 2 repetitions) whose CSV and summary must agree
+with its run.json files; a campaign with a run that cannot finish in its timeout, which
+is recorded while the campaign completes; and a campaign stopped by SIGINT after its
+first run, which a second `campaign run --into` completes without doing that run again.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from labrun import ROOT, run_playbooks
+
+pytestmark = pytest.mark.lab
+
+GUEST = {"idle": {"memory": "262148K"}}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def lab(provisioned):
+    """The shared lab; each campaign boots its guest anew, and the VMs are stopped after."""
+    yield
+    stop = subprocess.run(
+        [sys.executable, "-c", "from qmigrate import api; api.stop_vms()"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert stop.returncode == 0, stop.stderr[-3000:]
+
+
+def qmigrate(*args: str) -> list[str]:
+    return [sys.executable, "-m", "qmigrate", "--project", str(ROOT), *args]
+
+
+def campaign_file(tmp_path: Path, **data) -> Path:
+    path = tmp_path / f"{data['name']}.yml"
+    path.write_text(json.dumps({"guests": GUEST, "probes": False, **data}))
+    return path
+
+
+def records(directory: Path) -> dict[str, dict]:
+    return {
+        p.parent.name: json.loads(p.read_text())
+        for p in directory.glob("*/run.json")
+        if not p.parent.is_symlink()  # latest, as in any results directory
+    }
+
+
+def rows(directory: Path) -> list[dict]:
+    return list(csv.DictReader((directory / "runs.csv").open()))
+
+
+def run_campaign(*args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        qmigrate("campaign", "run", *args),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_a_ping_pong_campaign_records_every_run_and_sums_them_up(tmp_path):
+    path = campaign_file(
+        tmp_path,
+        name="small",
+        repetitions=2,
+        direction="ping-pong",
+        baseline="defaults",
+        methods={"defaults": {}, "multifd2": {"multifd_channels": 2}},
+    )
+    into = tmp_path / "small"
+
+    done = run_campaign(str(path), "--into", str(into))
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "run 4 of 4: multifd2 on idle, repetition 2: completed" in done.stderr
+    found = records(into)
+    assert sorted(found) == [
+        "idle-defaults-001",
+        "idle-defaults-002",
+        "idle-multifd2-001",
+        "idle-multifd2-002",
+    ]
+    assert all(
+        r["status"] == "completed" and all(r["verification"].values()) for r in found.values()
+    )
+    # back and forth, in the plan's order
+    ways = [
+        (found[r]["source"], found[r]["destination"])
+        for r in (
+            "idle-defaults-001",
+            "idle-multifd2-001",
+            "idle-defaults-002",
+            "idle-multifd2-002",
+        )
+    ]
+    assert ways == [("labsrc", "labdst"), ("labdst", "labsrc")] * 2
+    assert found["idle-multifd2-001"]["capabilities"]["multifd"] is True
+    table = rows(into)
+    assert [r["run_id"] for r in table] == [
+        "idle-defaults-001",
+        "idle-multifd2-001",
+        "idle-defaults-002",
+        "idle-multifd2-002",
+    ]
+    for entry in table:
+        qemu = found[entry["run_id"]]["qemu"]
+        assert int(entry["total_ms"]) == qemu["total_time_ms"]
+        assert int(entry["transferred_bytes"]) == qemu["transferred_bytes"]
+        assert float(entry["wall_s"]) > qemu["total_time_ms"] / 1000
+        assert entry["verified"] == "True"
+    median = statistics.median(
+        found[r]["qemu"]["total_time_ms"] for r in ("idle-multifd2-001", "idle-multifd2-002")
+    )
+    summary = (into / "summary.md").read_text()
+    line = next(x for x in summary.splitlines() if x.startswith("| multifd2 "))
+    assert f"| 2/2 | {median:.0f} (" in line
+    state = json.loads((into / "campaign.json").read_text())
+    assert [p["run_id"] for p in state["plan"]] == [r["run_id"] for r in table]
+
+
+def test_a_run_that_cannot_finish_is_recorded_and_the_campaign_completes(tmp_path):
+    """From Ansible this time: campaign.yml."""
+    path = campaign_file(
+        tmp_path,
+        name="hopeless",
+        direction="ping-pong",
+        methods={
+            "defaults": {},
+            # 1 MB/s for ~100 MiB cannot finish in 2 s: cancelled, the source runs on
+            "starved": {"max_bandwidth": 1_000_000, "timeout": 2},
+        },
+    )
+    into = tmp_path / "hopeless"
+
+    run = run_playbooks(
+        "campaign.yml", extra_vars={"campaign": str(path), "campaign_into": str(into)}
+    )
+
+    assert run.rc == 2, run.text[-4000:]
+    assert "campaign hopeless: run 2 of 2: starved on idle, repetition 1: failed" in run.stderr
+    (result,) = run.task_results("Check the campaign file and run its migrations")
+    assert (result["completed"], result["not_completed"]) == (1, 1)
+    assert "1 of 2 runs did not complete" in result["msg"]
+    failed = records(into)["idle-starved-001"]
+    assert failed["status"] == "failed" and failed["source_status"] == "running"
+    assert [r["status"] for r in rows(into)] == ["completed", "failed"]
+    assert "idle-starved-001: failed" in (into / "summary.md").read_text()
+
+
+def test_a_campaign_stopped_by_sigint_is_completed_by_running_it_again(tmp_path):
+    path = campaign_file(
+        tmp_path,
+        name="stopped",
+        repetitions=3,
+        direction="ping-pong",
+        methods={"defaults": {}},
+    )
+    into = tmp_path / "stopped"
+    proc = subprocess.Popen(
+        qmigrate("campaign", "run", str(path), "--into", str(into)),
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    seen = ""
+    deadline = time.monotonic() + 600
+    try:
+        while "run 1 of 3" not in seen:
+            assert time.monotonic() < deadline, seen
+            ready, _, _ = select.select([proc.stderr], [], [], 5)
+            if ready:
+                line = proc.stderr.readline()
+                assert line or proc.poll() is None, seen
+                seen += line
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    first = into / "idle-defaults-001" / "run.json"
+    assert json.loads(first.read_text())["status"] == "completed"
+    kept = first.stat().st_mtime_ns
+
+    done = run_campaign(str(path), "--into", str(into))
+
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "run 1 of 3: defaults on idle, repetition 1: skipped" in done.stderr
+    assert first.stat().st_mtime_ns == kept
+    assert [r["status"] for r in rows(into)] == ["completed"] * 3

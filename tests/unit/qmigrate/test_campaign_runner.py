@@ -1,0 +1,182 @@
+"""The campaign runner's bookkeeping (src/qmigrate/campaign_runner.py): which runs it
+does, which way, which it skips when resumed, and what it writes. The playbooks are
+stood in for by a function that writes each run's record where migrate.yml writes it;
+tests/integration/test_campaign.py runs real campaigns on the lab."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from qmigrate import api, campaign_runner
+from qmigrate.campaign import parse
+from qmigrate.errors import MigrationFailed, QmigrateError
+
+CAMPAIGN = {
+    "name": "tiny",
+    "repetitions": 2,
+    "direction": "ping-pong",
+    "methods": {"a": {}, "b": {"multifd_channels": 2}},
+    "guests": {"idle": {}},
+}
+
+
+class Lab:
+    """Stands in for the playbooks: records each call, writes each run's run.json as the
+    migration role would (FAIL: run ids whose migration fails; STOP_AT: the run id at
+    which Ctrl-C comes)."""
+
+    def __init__(self, fail: tuple[str, ...] = (), stop_at: str = "") -> None:
+        self.calls: list[tuple[str, str, bool]] = []
+        self.fail = fail
+        self.stop_at = stop_at
+
+    def stop_vms(self, *, extra_vars, project=None, inventory=None):
+        self.calls.append(("stop", extra_vars["migration_run_id"], False))
+
+    def migrate(self, *, extra_vars, project=None, inventory=None):
+        run_id = extra_vars["migration_run_id"]
+        reverse = extra_vars["qmigrate_reverse"]
+        self.calls.append(("migrate", run_id, reverse))
+        directory = Path(extra_vars["qmigrate_results_dir"]) / run_id
+        directory.mkdir(parents=True, exist_ok=True)
+        if run_id == self.stop_at:
+            (directory / "run.json").write_text(json.dumps({"status": "interrupted"}))
+            raise KeyboardInterrupt
+        status = "failed" if run_id in self.fail else "completed"
+        source, destination = ("labdst", "labsrc") if reverse else ("labsrc", "labdst")
+        record = {
+            "status": status,
+            "source": source,
+            "destination": destination,
+            "error": "timed out" if status == "failed" else "",
+            "qemu": {"total_time_ms": 700 if status == "completed" else None},
+            "verification": {"migration_completed": status == "completed"},
+        }
+        (directory / "run.json").write_text(json.dumps(record))
+        if status == "failed":
+            raise MigrationFailed("Fail with the cause", "labsrc", "timed out")
+
+
+@pytest.fixture
+def lab(monkeypatch):
+    def install(**kwargs) -> Lab:
+        stand_in = Lab(**kwargs)
+        monkeypatch.setattr(api, "migrate", stand_in.migrate)
+        monkeypatch.setattr(api, "stop_vms", stand_in.stop_vms)
+        return stand_in
+
+    return install
+
+
+def run(tmp_path: Path, data: dict = CAMPAIGN, **kwargs):
+    seen = []
+    outcome = campaign_runner.run_campaign(
+        parse(data, "tiny.yml"), into=tmp_path / "c", on_progress=seen.append, **kwargs
+    )
+    return outcome, seen
+
+
+def test_a_ping_pong_campaign_boots_once_and_goes_back_and_forth(lab, tmp_path):
+    stand_in = lab()
+
+    outcome, seen = run(tmp_path)
+
+    assert stand_in.calls == [
+        ("stop", "idle-a-001", False),
+        ("migrate", "idle-a-001", False),
+        ("migrate", "idle-b-001", True),
+        ("migrate", "idle-a-002", False),
+        ("migrate", "idle-b-002", True),
+    ]
+    assert outcome.completed == 4 and outcome.failed == 0
+    assert [p.outcome for p in seen] == ["completed"] * 4
+    assert [p.done for p in seen] == [1, 2, 3, 4]
+    assert seen[0].eta_s is not None and seen[-1].total_ms == 700
+
+
+def test_a_one_way_campaign_boots_the_guest_anew_before_every_run(lab, tmp_path):
+    stand_in = lab()
+
+    run(tmp_path, {**CAMPAIGN, "direction": "one-way"})
+
+    stops = [c for c in stand_in.calls if c[0] == "stop"]
+    assert len(stops) == 4
+    assert all(not reverse for kind, _, reverse in stand_in.calls if kind == "migrate")
+
+
+def test_a_failed_run_is_recorded_and_the_next_goes_the_same_way_again(lab, tmp_path):
+    stand_in = lab(fail=("idle-b-001",))
+
+    outcome, seen = run(tmp_path)
+
+    ways = [(run_id, reverse) for kind, run_id, reverse in stand_in.calls if kind == "migrate"]
+    # b-001 would have brought the guest back; it failed, so a-002 goes back instead
+    assert ways == [
+        ("idle-a-001", False),
+        ("idle-b-001", True),
+        ("idle-a-002", True),
+        ("idle-b-002", False),
+    ]
+    assert [p.outcome for p in seen] == ["completed", "failed", "completed", "completed"]
+    assert outcome.completed == 3 and outcome.failed == 1
+    rows = list(csv.DictReader((tmp_path / "c" / "runs.csv").open()))
+    assert [r["status"] for r in rows] == ["completed", "failed", "completed", "completed"]
+    assert rows[1]["error"] == "timed out"
+    assert "- idle-b-001: failed: timed out" in (tmp_path / "c" / "summary.md").read_text()
+
+
+def test_interrupted_then_resumed_does_only_what_is_left(lab, tmp_path):
+    lab(stop_at="idle-a-002")
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path)
+    state = json.loads((tmp_path / "c" / "campaign.json").read_text())
+    assert state["runs"]["idle-a-002"].get("outcome") is None
+
+    again = lab()
+    outcome, seen = run(tmp_path)
+
+    assert again.calls == [
+        ("stop", "idle-a-002", False),  # where the guest is is not known: booted anew
+        ("migrate", "idle-a-002", False),
+        ("migrate", "idle-b-002", True),
+    ]
+    assert [p.outcome for p in seen] == ["skipped", "skipped", "completed", "completed"]
+    assert outcome.completed == 4
+
+
+def test_a_directory_of_another_campaign_is_refused(lab, tmp_path):
+    lab()
+    run(tmp_path)
+
+    with pytest.raises(QmigrateError, match="holds another campaign's runs"):
+        run(tmp_path, {**CAMPAIGN, "repetitions": 3})
+
+
+def test_the_report_is_rewritten_from_the_records_alone(lab, tmp_path):
+    lab()
+    outcome, _ = run(tmp_path)
+    (outcome.directory / "runs.csv").unlink()
+    (outcome.directory / "summary.md").unlink()
+
+    rows = campaign_runner.write_results(outcome.directory)
+
+    assert [r["run_id"] for r in rows] == ["idle-a-001", "idle-b-001", "idle-a-002", "idle-b-002"]
+    assert all(r["wall_s"] is not None for r in rows)
+    assert (outcome.directory / "summary.md").read_text().startswith("# Campaign tiny")
+    assert (outcome.directory / "runs.csv").exists()
+
+
+def test_a_new_campaign_gets_a_directory_of_its_own(lab, tmp_path):
+    lab()
+
+    outcome = campaign_runner.run_campaign(
+        parse(CAMPAIGN, "tiny.yml"), results_dir=tmp_path / "results"
+    )
+
+    assert outcome.directory.parent == tmp_path / "results" / "campaigns"
+    assert outcome.directory.name.startswith("tiny-")
+    assert (outcome.directory / "idle-a-001" / "run.json").exists()
