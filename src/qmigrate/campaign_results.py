@@ -14,6 +14,7 @@ import random
 import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 # The columns of runs.csv, in order, each with its meaning (docs/campaigns.md lists them).
@@ -191,10 +192,14 @@ def _figure(value: float | None) -> str:
 
 
 def summary_markdown(
-    name: str, description: str, rows: Sequence[dict[str, Any]], baseline: str
+    name: str,
+    description: str,
+    rows: Sequence[dict[str, Any]],
+    baseline: str,
+    plots: Sequence[str] = (),
 ) -> str:
     """summary.md: per guest, a table of the cells' medians (min-max) [95% CI] and their
-    ratio to the baseline, then the runs that failed."""
+    ratio to the baseline, the PLOTS (file names beside it), then the runs that failed."""
     cellwise = summary(rows, baseline)
     lines = [f"# Campaign {name}", ""]
     if description:
@@ -226,9 +231,58 @@ def summary_markdown(
                 cols.append(text)
             lines.append("| " + " | ".join(cols) + " |")
         lines.append("")
+    if plots:
+        lines += ["## Plots", ""]
+        lines += [f"![{METRICS[Path(p).stem][0]}]({p})" for p in plots]
+        lines.append("")
     failed = [e for e in rows if e["status"] != "completed"]
     if failed:
         lines += ["## Runs that did not complete", ""]
         lines += [f"- {e['run_id']}: {e['status']}: {e['error'] or '-'}" for e in failed]
         lines.append("")
     return "\n".join(lines)
+
+
+def plot_metrics(rows: Sequence[dict[str, Any]], directory: Path) -> list[str]:
+    """One comparison plot per metric that has figures: for each guest, a box per method
+    over its completed runs, each run a point on it. Written into DIRECTORY as
+    <metric>.png; their names, in METRICS' order."""
+    from qmigrate.report import _pyplot
+
+    plt = _pyplot()
+    grouped = cells(r for r in rows if r["status"] == "completed")
+    guests = list(dict.fromkeys(guest for guest, _ in grouped))
+    methods = list(dict.fromkeys(method for _, method in grouped))
+    written = []
+    for column, (label, unit) in METRICS.items():
+        if not any(e[column] is not None for entries in grouped.values() for e in entries):
+            continue
+        fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(guests) * len(methods) + 1), 3.6))
+        positions, ticks, names = [], [], []
+        for g, guest in enumerate(guests):
+            for m, method in enumerate(methods):
+                values = [
+                    float(e[column])
+                    for e in grouped.get((guest, method), [])
+                    if e[column] is not None
+                ]
+                if not values:
+                    continue
+                where = g * (len(methods) + 1) + m
+                ax.boxplot([values], positions=[where], widths=0.6, showfliers=False)
+                spread_x = [where + 0.15 * ((i % 5) - 2) / 2 for i in range(len(values))]
+                ax.scatter(spread_x, values, s=12, alpha=0.7, color=f"C{m % 10}", zorder=3)
+                positions.append(where)
+                ticks.append(where)
+                names.append(f"{method}\n{guest}" if len(guests) > 1 else method)
+        ax.set_xticks(ticks)
+        ax.set_xticklabels(names, fontsize=8)
+        ax.set_ylabel(f"{label} ({unit})" if unit else label)
+        ax.set_title(f"{label}: runs over a box per method")
+        ax.grid(axis="y", alpha=0.3)
+        fig.tight_layout()
+        name = f"{column}.png"
+        fig.savefig(directory / name, dpi=100)
+        plt.close(fig)
+        written.append(name)
+    return written

@@ -22,7 +22,7 @@ from typing import Any
 
 from qmigrate import api
 from qmigrate.campaign import Campaign, Run
-from qmigrate.campaign_results import row, summary_markdown, to_csv
+from qmigrate.campaign_results import plot_metrics, row, summary_markdown, to_csv
 from qmigrate.errors import MigrationFailed, QmigrateError
 from qmigrate.runner import Project
 
@@ -134,8 +134,8 @@ class CampaignRunner:
         self.state = document
         _write(self.directory / "campaign.json", json.dumps(document, indent=2, default=str))
 
-    def write_results(self) -> list[dict[str, Any]]:
-        return write_results(self.directory)
+    def write_results(self, plots: bool = True) -> list[dict[str, Any]]:
+        return write_results(self.directory, plots)
 
     # -- running --------------------------------------------------------------------------
 
@@ -188,7 +188,7 @@ class CampaignRunner:
             away = (not reverse) if outcome == "completed" else reverse
             self.state["runs"][run.run_id].update(wall_s=wall, outcome=outcome, fresh=fresh)
             self._save_state()
-            self.write_results()
+            self.write_results(plots=False)
             self._report(run, outcome, index, len(runs), spent, _record(self.directory, run))
         return CampaignOutcome(self.directory, self.write_results())
 
@@ -218,9 +218,10 @@ def _planned(run: Run) -> dict[str, Any]:
     }
 
 
-def write_results(directory: Path) -> list[dict[str, Any]]:
+def write_results(directory: Path, plots: bool = True) -> list[dict[str, Any]]:
     """runs.csv and summary.md of the campaign in DIRECTORY, from its campaign.json and
-    its runs' records alone (as they are now); its rows."""
+    its runs' records alone (as they are now), and with PLOTS the comparison plots (a
+    second or two of drawing: the runner draws them once, at the end); its rows."""
     try:
         state = json.loads((directory / "campaign.json").read_text())
     except (OSError, ValueError) as exc:
@@ -234,6 +235,7 @@ def write_results(directory: Path) -> list[dict[str, Any]]:
             record = None
         rows.append(row(entry, record))
     _write(directory / "runs.csv", to_csv(rows))
+    drawn = plot_metrics(rows, directory) if plots else []
     _write(
         directory / "summary.md",
         summary_markdown(
@@ -241,6 +243,7 @@ def write_results(directory: Path) -> list[dict[str, Any]]:
             str(state.get("description", "")),
             rows,
             str(state.get("baseline", "")),
+            drawn,
         ),
     )
     return rows

@@ -9,7 +9,15 @@ import statistics
 
 import pytest
 
-from qmigrate.campaign_results import COLUMNS, row, spread, summary, summary_markdown, to_csv
+from qmigrate.campaign_results import (
+    COLUMNS,
+    plot_metrics,
+    row,
+    spread,
+    summary,
+    summary_markdown,
+    to_csv,
+)
 
 
 def record(total_ms: int, *, status: str = "completed", profiled: bool = False) -> dict:
@@ -132,3 +140,29 @@ def test_summary_markdown_shows_each_guest_its_cells_and_the_failures():
     line = next(x for x in text.splitlines() if x.startswith("| multifd "))
     assert "| 3/4 |" in line and "502 (501-503)" in line and "x0.50" in line
     assert "- idle-multifd-004: failed: the migration timed out" in text
+
+
+def test_one_comparison_plot_per_metric_with_figures(tmp_path):
+    rows = [row(entry("idle", "seed", n), record(1000 + n)) for n in range(1, 4)]
+    rows += [row(entry("idle", "multifd", n), record(500 + n, profiled=True)) for n in (1, 2)]
+    rows += [row(entry("big", "seed", 1), record(2000))]
+    rows += [row(entry("big", "multifd", 1), record(0, status="failed"))]
+
+    written = plot_metrics(rows, tmp_path)
+
+    # every metric has figures in these records; the per-migration cost from wall times
+    assert written[:3] == ["total_ms.png", "downtime_ms.png", "guest_downtime_ms.png"]
+    assert "overhead_s.png" in written
+    for name in written:
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    text = summary_markdown("c", "", rows, "seed", written)
+    assert "![QEMU total time](total_ms.png)" in text
+
+
+def test_no_plot_for_a_metric_without_figures(tmp_path):
+    rows = [row(entry("idle", "seed", n), record(1000 + n)) for n in (1, 2)]
+
+    written = plot_metrics(rows, tmp_path)
+
+    assert "guest_downtime_ms.png" not in written and "tcp_stalled_s.png" not in written
+    assert not (tmp_path / "guest_downtime_ms.png").exists()
