@@ -4,6 +4,8 @@ A small ping-pong campaign (2 methods x 2 repetitions) whose CSV and summary mus
 with its run.json files; a campaign with a run that cannot finish in its timeout, which
 is recorded while the campaign completes; and a campaign stopped by SIGINT after its
 first run, which a second `campaign run --into` completes without doing that run again.
+With QMIGRATE_CAMPAIGN set (`make soak` sets campaigns/compare.yml), a shipped campaign
+runs whole too.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from labrun import ROOT, run_playbooks
 pytestmark = pytest.mark.lab
 
 GUEST = {"idle": {"memory": "262148K"}}
+SHIPPED = os.environ.get("QMIGRATE_CAMPAIGN", "")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -208,3 +211,25 @@ def test_a_campaign_stopped_by_sigint_is_completed_by_running_it_again(tmp_path)
     assert "run 1 of 3: defaults on idle, repetition 1: skipped" in done.stderr
     assert first.stat().st_mtime_ns == kept
     assert [r["status"] for r in rows(into)] == ["completed"] * 3
+
+
+@pytest.mark.skipif(not SHIPPED, reason="make soak runs a whole shipped campaign")
+def test_a_shipped_campaign_completes_in_one_command(tmp_path):
+    from qmigrate.campaign import load
+
+    planned = load(ROOT / SHIPPED)
+    into = tmp_path / planned.name
+
+    done = run_campaign(str(ROOT / SHIPPED), "--into", str(into), timeout=7200)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = rows(into)
+    assert len(table) == len(planned.plan())
+    assert all(r["status"] == "completed" and r["verified"] == "True" for r in table)
+    costs = sorted(float(r["overhead_s"]) for r in table)
+    print(
+        f"{SHIPPED}: {len(table)} runs, per-migration cost median {statistics.median(costs):.2f} s"
+    )
+    assert (into / "total_ms.png").exists() and "![QEMU total time]" in (
+        into / "summary.md"
+    ).read_text()
