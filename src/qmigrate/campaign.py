@@ -244,6 +244,14 @@ def _boolean(problems: _Problems, where: str, value: Any) -> bool | None:
     return None
 
 
+def _seconds(problems: _Problems, where: str, value: Any) -> float | None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or value <= 0:
+        problems.add(where, f"{value!r} is not a positive number of seconds")
+        return None
+    return float(value)
+
+
 def _choice(problems: _Problems, where: str, value: Any, choices: tuple[str, ...]) -> str | None:
     if value in choices:
         return str(value)
@@ -304,12 +312,9 @@ def _method(problems: _Problems, name: str, spec: Any) -> Method:
                 problems.add(f"{where}.parameters.{param}", f"{value!r} is not a single value")
         variables["migration_parameters"] = dict(params)
     if "timeout" in spec:
-        timeout = spec["timeout"]
-        ok = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-        if not ok or not math.isfinite(timeout) or timeout <= 0:
-            problems.add(f"{where}.timeout", f"{timeout!r} is not a positive number of seconds")
-        else:
-            variables["migration_timeout"] = float(timeout)
+        timeout = _seconds(problems, f"{where}.timeout", spec["timeout"])
+        if timeout is not None:
+            variables["migration_timeout"] = timeout
     if variables.get("migration_defaults") == "qemu":
         tuned = sorted(
             key for key in ("max_bandwidth", "downtime_limit", "multifd_channels") if key in spec
@@ -392,10 +397,7 @@ def parse(data: Any, source: str = "campaign") -> Campaign:
     probes = _boolean(problems, "probes", data.get("probes", False))
     timeout = data.get("timeout")
     if timeout is not None:
-        ok = isinstance(timeout, (int, float)) and not isinstance(timeout, bool)
-        if not ok or not math.isfinite(timeout) or timeout <= 0:
-            problems.add("timeout", f"{timeout!r} is not a positive number of seconds")
-            timeout = None
+        timeout = _seconds(problems, "timeout", timeout)
 
     method_specs = _names(problems, "methods", data.get("methods"), "method")
     guest_specs = _names(problems, "guests", data.get("guests"), "guest")
