@@ -82,13 +82,13 @@ class ActionModule(ActionBase):
             changed=True,
             directory=str(outcome.directory),
             completed=outcome.completed,
-            not_completed=outcome.failed,
+            not_completed=outcome.not_completed,
             summary=str(outcome.directory / "summary.md"),
         )
-        if outcome.failed:
+        if outcome.not_completed:
             result["failed"] = True
             result["msg"] = (
-                f"{outcome.failed} of {len(outcome.rows)} runs did not complete (each is "
+                f"{outcome.not_completed} of {len(outcome.rows)} runs did not complete (each is "
                 f"recorded): see {outcome.directory / 'summary.md'}"
             )
         else:

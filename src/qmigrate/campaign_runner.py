@@ -53,16 +53,17 @@ class CampaignOutcome:
         return sum(1 for r in self.rows if r["status"] == "completed")
 
     @property
-    def failed(self) -> int:
-        return sum(1 for r in self.rows if r["status"] not in ("completed",))
+    def not_completed(self) -> int:
+        """Runs that failed, or have no record."""
+        return len(self.rows) - self.completed
 
 
 def _stamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def _record(directory: Path, run: Run) -> dict[str, Any] | None:
-    path = directory / run.run_id / "run.json"
+def _record(directory: Path, run_id: str) -> dict[str, Any] | None:
+    path = directory / run_id / "run.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
@@ -134,9 +135,6 @@ class CampaignRunner:
         self.state = document
         _write(self.directory / "campaign.json", json.dumps(document, indent=2, default=str))
 
-    def write_results(self, plots: bool = True) -> list[dict[str, Any]]:
-        return write_results(self.directory, plots)
-
     # -- running --------------------------------------------------------------------------
 
     def _api(self) -> dict[str, Any]:
@@ -164,6 +162,8 @@ class CampaignRunner:
         self._load_state()
         self._save_state()
         runs = self.campaign.plan()
+        # Each record read once: the ones there before, then each run's as it ends
+        records = {run.run_id: _record(self.directory, run.run_id) for run in runs}
         spent: list[float] = []
         # Where the guest is: the guest whose VMs this invocation started, and whether it
         # is now on the destination host (its last migration completed one way or the
@@ -171,7 +171,7 @@ class CampaignRunner:
         current_guest: str | None = None
         away = False
         for index, run in enumerate(runs, start=1):
-            record = _record(self.directory, run)
+            record = records[run.run_id]
             if record is not None and record.get("status") in OUTCOMES:
                 current_guest = None
                 self._report(run, "skipped", index, len(runs), spent, record)
@@ -188,9 +188,10 @@ class CampaignRunner:
             away = (not reverse) if outcome == "completed" else reverse
             self.state["runs"][run.run_id].update(wall_s=wall, outcome=outcome, fresh=fresh)
             self._save_state()
-            self.write_results(plots=False)
-            self._report(run, outcome, index, len(runs), spent, _record(self.directory, run))
-        return CampaignOutcome(self.directory, self.write_results())
+            records[run.run_id] = _record(self.directory, run.run_id)
+            _write_results(self.directory, self.state, records, plots=False)
+            self._report(run, outcome, index, len(runs), spent, records[run.run_id])
+        return CampaignOutcome(self.directory, _write_results(self.directory, self.state, records))
 
     def _report(
         self,
@@ -220,20 +221,33 @@ def _planned(run: Run) -> dict[str, Any]:
 
 def write_results(directory: Path, plots: bool = True) -> list[dict[str, Any]]:
     """runs.csv and summary.md of the campaign in DIRECTORY, from its campaign.json and
-    its runs' records alone (as they are now), and with PLOTS the comparison plots (a
-    second or two of drawing: the runner draws them once, at the end); its rows."""
+    its runs' records alone (as they are now), and with PLOTS the comparison plots; its
+    rows."""
     try:
         state = json.loads((directory / "campaign.json").read_text())
     except (OSError, ValueError) as exc:
         raise QmigrateError(f"{directory} has no readable campaign.json: {exc}") from None
-    rows = []
-    for planned in state.get("plan") or []:
-        entry = {**planned, "wall_s": (state["runs"].get(planned["run_id"]) or {}).get("wall_s")}
-        try:
-            record = json.loads((directory / planned["run_id"] / "run.json").read_text())
-        except (OSError, ValueError):
-            record = None
-        rows.append(row(entry, record))
+    records = {p["run_id"]: _record(directory, p["run_id"]) for p in state.get("plan") or []}
+    return _write_results(directory, state, records, plots)
+
+
+def _write_results(
+    directory: Path,
+    state: dict[str, Any],
+    records: dict[str, dict[str, Any] | None],
+    plots: bool = True,
+) -> list[dict[str, Any]]:
+    """runs.csv and summary.md from the campaign's STATE (campaign.json) and its runs'
+    RECORDS, and with PLOTS the comparison plots (a second or two of drawing: the runner
+    draws them once, at the end); the rows."""
+    ran = state.get("runs") or {}
+    rows = [
+        row(
+            {**planned, "wall_s": (ran.get(planned["run_id"]) or {}).get("wall_s")},
+            records.get(planned["run_id"]),
+        )
+        for planned in state.get("plan") or []
+    ]
     _write(directory / "runs.csv", to_csv(rows))
     drawn = plot_metrics(rows, directory) if plots else []
     _write(

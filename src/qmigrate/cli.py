@@ -550,13 +550,13 @@ def _campaign_run(args: argparse.Namespace, out: Output) -> int:
         {
             "directory": str(outcome.directory),
             "completed": outcome.completed,
-            "not_completed": outcome.failed,
+            "not_completed": outcome.not_completed,
             "runs": outcome.rows,
         },
         f"{summary}\n{outcome.completed} of {len(outcome.rows)} runs completed; "
         f"{outcome.directory}",
     )
-    return EXIT_OK if outcome.failed == 0 else EXIT_MIGRATION_FAILED
+    return EXIT_OK if outcome.not_completed == 0 else EXIT_MIGRATION_FAILED
 
 
 def _campaign_report(args: argparse.Namespace, out: Output) -> int:

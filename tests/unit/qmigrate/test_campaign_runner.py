@@ -92,7 +92,7 @@ def test_a_ping_pong_campaign_boots_once_and_goes_back_and_forth(lab, tmp_path):
         ("migrate", "idle-a-002", False),
         ("migrate", "idle-b-002", True),
     ]
-    assert outcome.completed == 4 and outcome.failed == 0
+    assert outcome.completed == 4 and outcome.not_completed == 0
     assert [p.outcome for p in seen] == ["completed"] * 4
     assert [p.done for p in seen] == [1, 2, 3, 4]
     assert seen[0].eta_s is not None and seen[-1].total_ms == 700
@@ -122,7 +122,7 @@ def test_a_failed_run_is_recorded_and_the_next_goes_the_same_way_again(lab, tmp_
         ("idle-b-002", False),
     ]
     assert [p.outcome for p in seen] == ["completed", "failed", "completed", "completed"]
-    assert outcome.completed == 3 and outcome.failed == 1
+    assert outcome.completed == 3 and outcome.not_completed == 1
     rows = list(csv.DictReader((tmp_path / "c" / "runs.csv").open()))
     assert [r["status"] for r in rows] == ["completed", "failed", "completed", "completed"]
     assert rows[1]["error"] == "timed out"
