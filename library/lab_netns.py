@@ -93,9 +93,9 @@ import ipaddress
 import json
 import os
 import signal
-import time
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.process import wait_exited
 
 # The only networks the lab may take: RFC 1918's private ones.
 RFC1918 = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
@@ -251,11 +251,7 @@ class Lab:
             return
         for pid in pids:
             self._signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + self.p["stop_timeout"]
-        alive = pids
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.1)
-            alive = [p for p in alive if os.path.exists(f"/proc/{p}")]
+        alive = wait_exited(pids, self.p["stop_timeout"], interval=0.1)
         for pid in alive:
             self._signal(pid, signal.SIGKILL)
         self.stopped = pids

@@ -70,6 +70,9 @@ options:
         to listen yet), set these migration capabilities and parameters on it and tell it
         to listen (C(migrate-incoming)), in the same module run, so that the migration
         can start at once. RV(listening) then says so.
+      - With O(state=running) and such an O(argv), the destination it starts (or finds
+        waiting fresh) is told the same way, so that a migration back and forth needs one
+        module run on each new destination.
       - A destination that will not listen with these is left as it was, the reason in
         RV(incoming_error); it still counts as running as asked (the migration's own step
         then names what is wrong). Nothing is told in check mode.
@@ -233,6 +236,7 @@ from ansible.module_utils.migration import (
     migrated_account,
     write_baseline,
 )
+from ansible.module_utils.process import wait_exited
 from ansible.module_utils.qmp import QMPClient, QMPError
 
 
@@ -314,13 +318,9 @@ class VM:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
 
-    def wait_exit(self, pid: int, seconds: float) -> bool:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if not os.path.exists(f"/proc/{pid}"):
-                return True
-            time.sleep(0.05)
-        return not os.path.exists(f"/proc/{pid}")
+    @staticmethod
+    def wait_exit(pid: int, seconds: float) -> bool:
+        return not wait_exited([pid], seconds)
 
     def stop(self, pid: int) -> str:
         try:
@@ -510,8 +510,15 @@ class VM:
             pid = self.pid()
             if self.p["baseline"]:
                 self.keep_baseline()
+        started, status = changed, self.status()
+        # A destination just started, or found waiting fresh (a spent one was restarted
+        # above), told where to listen in the same run.
+        if self.p["incoming"] and "-incoming" in self.p["argv"] and status == "inmigrate":
+            self.listen(self.result)
+            told = bool(self.result.pop("changed", False))
+            changed = changed or told
         self.module.exit_json(
-            changed=changed, pid=pid, status=self.status(), started=changed, **self.result
+            changed=changed, pid=pid, status=status, started=started, **self.result
         )
 
 

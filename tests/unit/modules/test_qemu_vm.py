@@ -252,6 +252,40 @@ def test_only_a_fresh_destination_is_told_to_listen(vm, query, status, as_destin
     assert "migrate-incoming" not in vm.qemu.names()
 
 
+def test_state_running_tells_a_fresh_destination_to_listen(vm, query):
+    # A round trip's new destination, found waiting fresh: one module run starts (here:
+    # keeps) it and lets it listen.
+    asked = destination(vm, "inmigrate")
+
+    result = query(qemu_vm, **asked, state="running", incoming=INCOMING)
+
+    assert (result["changed"], result["started"], result["status"]) == (True, False, "inmigrate")
+    assert result["listening"] == INCOMING
+    assert vm.qemu.parameters["multifd-channels"] == 4
+    assert vm.qemu.names().count("migrate-incoming") == 1
+
+
+@pytest.mark.parametrize("status", ["running", "postmigrate"])
+def test_state_running_tells_only_a_waiting_destination_to_listen(vm, query, status):
+    # running: the guest arrived; postmigrate without -incoming: a source left as it is
+    asked = destination(vm, status) if status == "running" else vm(status)
+
+    result = query(qemu_vm, **asked, state="running", incoming=INCOMING)
+
+    assert result["changed"] is False and "listening" not in result
+    assert "migrate-incoming" not in vm.qemu.names()
+
+
+def test_state_running_says_why_a_destination_would_not_listen(vm, query):
+    asked = destination(vm, "inmigrate")
+    wrong = {**INCOMING, "capabilities": {"x-no-such-capability": True}}
+
+    result = query(qemu_vm, **asked, state="running", incoming=wrong)
+
+    assert result["changed"] is False and "listening" not in result
+    assert "x-no-such-capability not supported by this QEMU" in result["incoming_error"]
+
+
 def test_check_mode_tells_no_destination_to_listen(vm, query):
     asked = destination(vm, "inmigrate")
 
