@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from qmigrate.errors import BadInput, QmigrateError
-from qmigrate.events import Event, published_run
+from qmigrate.events import Event, published_run, recorded_run
 from qmigrate.progress import (
     MONITOR_TIMEOUT,
     MigrationWatch,
@@ -275,6 +275,7 @@ def migrate(
     extra_vars: dict[str, Any] | None = None,
     on_progress: ProgressCallback | None = None,
     on_task: TaskCallback | None = None,
+    on_record: Callable[[dict[str, Any]], None] | None = None,
     project: PathLike | None = None,
     inventory: PathLike | None = None,
 ) -> MigrationResult:
@@ -287,7 +288,9 @@ def migrate(
     checked against what it supports; POSTCOPY switches to postcopy after the first pass.
     EXTRA_VARS sets any other variable. ON_PROGRESS gets a progress point about every
     0.2 s while RAM moves (see progress.py; only where the source's monitor socket is on
-    this machine's filesystem), ON_TASK each task's name.
+    this machine's filesystem), ON_TASK each task's name, ON_RECORD each run's record as
+    its outcome is recorded (one per round with migration_rounds in EXTRA_VARS: several
+    migrations back and forth in one playbook run; the result returned is the last's).
 
     Raises BadInput (a variable refused before anything changed), MigrationFailed (with
     the failed run's result), InfrastructureError or PlaybookFailed.
@@ -318,6 +321,10 @@ def migrate(
 
     def on_event(event: Event) -> None:
         show_task(event)
+        if on_record is not None:
+            record = recorded_run(event)
+            if record is not None:
+                on_record(record)
         data = event.get("event_data") or {}
         # The migration role runs on the source host: its first event names the source.
         if reporter is not None and data.get("role") == MIGRATION_ROLE and data.get("host"):

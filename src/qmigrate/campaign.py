@@ -168,18 +168,32 @@ class Campaign:
                     turn += 1
         return runs
 
-    def extra_vars(self, run: Run) -> dict[str, Any]:
-        """The migration's variables for RUN (besides where its record goes): the method's,
-        the guest's, the probes and the timeout, and the direction."""
-        guest = self.guests[run.guest]
-        extra: dict[str, Any] = {**guest.variables}
+    def guest_vars(self, guest: str) -> dict[str, Any]:
+        """The variables GUEST's runs share: the guest's (vm role), and the probes."""
+        spec = self.guests[guest]
+        extra: dict[str, Any] = {**spec.variables, "migration_profile": self.probes}
+        if spec.dirty:
+            extra["vm_append"] = f"{PROFILE_APPEND} {spec.kernel_args()}"
+        return extra
+
+    def method_vars(self, run: Run) -> dict[str, Any]:
+        """RUN's method variables (the migration role's), the campaign's timeout under
+        the method's own: a round's vars in a ping-pong campaign (migration_rounds)."""
+        extra: dict[str, Any] = {}
         if self.timeout is not None:
             extra["migration_timeout"] = self.timeout
         extra.update(self.methods[run.method].extra_vars())
-        extra.update(migration_profile=self.probes, qmigrate_reverse=run.reverse)
-        if guest.dirty:
-            extra["vm_append"] = f"{PROFILE_APPEND} {guest.kernel_args()}"
         return extra
+
+    def extra_vars(self, run: Run) -> dict[str, Any]:
+        """The migration's variables for RUN as one migrate.yml takes them (besides where
+        its record goes): the guest's, the probes, the method's and the timeout, and the
+        direction."""
+        return {
+            **self.guest_vars(run.guest),
+            **self.method_vars(run),
+            "qmigrate_reverse": run.reverse,
+        }
 
 
 # -- reading and checking a campaign file --------------------------------------------------

@@ -95,6 +95,7 @@ class CampaignRunner:
         self.inventory = inventory
         self.on_progress = on_progress
         self.state: dict[str, Any] = {"runs": {}}
+        self.stretches = 0
 
     # -- the campaign's own record --------------------------------------------------------
 
@@ -164,34 +165,124 @@ class CampaignRunner:
         runs = self.campaign.plan()
         # Each record read once: the ones there before, then each run's as it ends
         records = {run.run_id: _record(self.directory, run.run_id) for run in runs}
+        if self.campaign.direction == "ping-pong":
+            self._run_rounds(runs, records)
+        else:
+            self._run_one_by_one(runs, records)
+        return CampaignOutcome(self.directory, _write_results(self.directory, self.state, records))
+
+    def _run_one_by_one(self, runs: list[Run], records: dict[str, dict[str, Any] | None]) -> None:
+        """A one-way campaign: each run a migrate.yml of its own, the guest booted anew."""
         spent: list[float] = []
-        # Where the guest is: the guest whose VMs this invocation started, and whether it
-        # is now on the destination host (its last migration completed one way or the
-        # other). A guest not started here (a new one, or a resumed campaign) boots anew.
-        current_guest: str | None = None
-        away = False
         for index, run in enumerate(runs, start=1):
             record = records[run.run_id]
             if record is not None and record.get("status") in OUTCOMES:
-                current_guest = None
                 self._report(run, "skipped", index, len(runs), spent, record)
                 continue
-            fresh = run.fresh or run.guest != current_guest
-            reverse = False if fresh else away
             started = time.monotonic()
-            self.state["runs"][run.run_id] = {"started": _stamp(), "reverse": reverse}
+            self.state["runs"][run.run_id] = {"started": _stamp(), "reverse": False}
             self._save_state()
-            outcome = self._migrate(run, fresh, reverse)
+            outcome = self._migrate(run, True, False)
             wall = round(time.monotonic() - started, 3)
             spent.append(wall)
-            current_guest = run.guest
-            away = (not reverse) if outcome == "completed" else reverse
-            self.state["runs"][run.run_id].update(wall_s=wall, outcome=outcome, fresh=fresh)
+            self.state["runs"][run.run_id].update(wall_s=wall, outcome=outcome, fresh=True)
             self._save_state()
             records[run.run_id] = _record(self.directory, run.run_id)
             _write_results(self.directory, self.state, records, plots=False)
             self._report(run, outcome, index, len(runs), spent, records[run.run_id])
-        return CampaignOutcome(self.directory, _write_results(self.directory, self.state, records))
+
+    def _run_rounds(self, runs: list[Run], records: dict[str, dict[str, Any] | None]) -> None:
+        """A ping-pong campaign: each stretch of a guest's runs still to do in one
+        migrate.yml (migration_rounds), each run a round from where the guest then is.
+        The first stretch of a guest in this invocation boots it anew (where an earlier
+        one left it is not known); a round whose destination would not start has no
+        record, and is done again when the campaign is run again into its directory."""
+        spent: list[float] = []
+        current_guest: str | None = None
+        away = False  # the guest is on the destination host
+        index = 0
+        while index < len(runs):
+            run = runs[index]
+            record = records[run.run_id]
+            if record is not None and record.get("status") in OUTCOMES:
+                current_guest = None
+                index += 1
+                self._report(run, "skipped", index, len(runs), spent, record)
+                continue
+            stretch = [run]
+            while index + len(stretch) < len(runs):
+                following = runs[index + len(stretch)]
+                done = records[following.run_id]
+                if following.guest != run.guest or (
+                    done is not None and done.get("status") in OUTCOMES
+                ):
+                    break
+                stretch.append(following)
+            fresh = run.guest != current_guest
+            away = self._stretch(stretch, fresh, False if fresh else away, index, runs, spent)
+            for done_run in stretch:
+                records[done_run.run_id] = _record(self.directory, done_run.run_id)
+            _write_results(self.directory, self.state, records, plots=False)
+            current_guest = run.guest
+            index += len(stretch)
+
+    def _stretch(
+        self,
+        stretch: list[Run],
+        fresh: bool,
+        reverse: bool,
+        offset: int,
+        runs: list[Run],
+        spent: list[float],
+    ) -> bool:
+        """STRETCH's runs as the rounds of one migrate.yml, the first REVERSE (back from
+        the destination), the guest booted anew first when FRESH; whether the guest ends
+        on the destination host."""
+        guest = stretch[0].guest
+        extra = {
+            **self.campaign.guest_vars(guest),
+            "qmigrate_results_dir": str(self.directory),
+            "qmigrate_reverse": reverse,
+        }
+        if fresh:
+            api.stop_vms(extra_vars=extra, **self._api())
+        position = {r.run_id: offset + i for i, r in enumerate(stretch, start=1)}
+        by_id = {r.run_id: r for r in stretch}
+        way = {"reverse": reverse, "last": time.monotonic()}
+        # Which playbook run of this invocation did it (runs.csv's stretch)
+        self.stretches += 1
+        for r in stretch:
+            self.state["runs"][r.run_id] = {
+                "started": _stamp(),
+                "fresh": fresh,
+                "stretch": self.stretches,
+            }
+        self._save_state()
+
+        def on_record(record: dict[str, Any]) -> None:
+            run = by_id.get(str(record.get("run_id")))
+            if run is None:
+                return
+            now = time.monotonic()
+            wall = round(now - way["last"], 3)
+            way["last"] = now
+            spent.append(wall)
+            outcome = _outcome(record)
+            self.state["runs"][run.run_id].update(
+                wall_s=wall, outcome=outcome, reverse=way["reverse"]
+            )
+            if record.get("status") == "completed":
+                way["reverse"] = not way["reverse"]
+            self._save_state()
+            self._report(run, outcome, position[run.run_id], len(runs), spent, record)
+
+        rounds = [{"run_id": r.run_id, "vars": self.campaign.method_vars(r)} for r in stretch]
+        # A failed round is recorded and the rounds go on: the playbook fails only for
+        # what fails a campaign (BadInput, InfrastructureError, PlaybookFailed)
+        api.migrate(
+            extra_vars={**extra, "migration_rounds": rounds}, on_record=on_record, **self._api()
+        )
+        return bool(way["reverse"])
 
     def _report(
         self,
@@ -207,6 +298,14 @@ class CampaignRunner:
         eta = sum(spent) / len(spent) * (total - done) if spent else None
         total_ms = ((record or {}).get("qemu") or {}).get("total_time_ms")
         self.on_progress(Progress(run, outcome, done, total, eta, total_ms))
+
+
+def _outcome(record: dict[str, Any]) -> str:
+    """completed: the migration completed and every verification held; else failed."""
+    checks = (record.get("verification") or {}).values()
+    if record.get("status") == "completed" and all(c is None or c for c in checks):
+        return "completed"
+    return "failed"
 
 
 def _planned(run: Run) -> dict[str, Any]:

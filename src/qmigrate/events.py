@@ -60,6 +60,18 @@ def stats(events: Sequence[Event]) -> dict[str, Any] | None:
     return None
 
 
+def recorded_run(event: Event) -> dict[str, Any] | None:
+    """The run record in EVENT when it is the migration role's record of a run's outcome
+    (the record task's fact; not the record of a run still under way, status
+    interrupted): with migration_rounds, one per round, as each ends."""
+    if event.get("event") != "runner_on_ok":
+        return None
+    fact = ((_data(event).get("res") or {}).get("ansible_facts") or {}).get(RUN_FACT)
+    if isinstance(fact, dict) and fact.get("status") not in (None, "interrupted"):
+        return fact
+    return None
+
+
 def published_run(events: Sequence[Event]) -> tuple[dict[str, Any], Path | None] | None:
     """The run record the migration role published and where it wrote run.json.
 

@@ -136,6 +136,8 @@ def test_a_ping_pong_campaign_records_every_run_and_sums_them_up(tmp_path):
     assert f"| 2/2 | {median:.0f} (" in line
     state = json.loads((into / "campaign.json").read_text())
     assert [p["run_id"] for p in state["plan"]] == [r["run_id"] for r in table]
+    # all four in one playbook run, each a round of it
+    assert {state["runs"][r["run_id"]]["stretch"] for r in table} == {1}
 
 
 def test_a_run_that_cannot_finish_is_recorded_and_the_campaign_completes(tmp_path):

@@ -25,21 +25,39 @@ CAMPAIGN = {
 
 
 class Lab:
-    """Stands in for the playbooks: records each call, writes each run's run.json as the
-    migration role would (FAIL: run ids whose migration fails; STOP_AT: the run id at
-    which Ctrl-C comes)."""
+    """Stands in for the playbooks: records each migration as (kind, run id, reverse) and
+    each playbook run, and writes each run's run.json as the migration role would, a
+    ping-pong campaign's runs as the rounds of one migrate.yml (migration_rounds), each
+    from where the guest then is (FAIL: run ids whose migration fails; STOP_AT: the run id
+    at which Ctrl-C comes)."""
 
     def __init__(self, fail: tuple[str, ...] = (), stop_at: str = "") -> None:
         self.calls: list[tuple[str, str, bool]] = []
+        self.playbooks: list[list[str]] = []  # the run ids of each migrate.yml
         self.fail = fail
         self.stop_at = stop_at
 
     def stop_vms(self, *, extra_vars, project=None, inventory=None):
-        self.calls.append(("stop", extra_vars["migration_run_id"], False))
+        self.calls.append(("stop", "", False))
 
-    def migrate(self, *, extra_vars, project=None, inventory=None):
-        run_id = extra_vars["migration_run_id"]
+    def migrate(self, *, extra_vars, on_record=None, project=None, inventory=None):
+        rounds = extra_vars.get("migration_rounds")
         reverse = extra_vars["qmigrate_reverse"]
+        if rounds is None:
+            self.playbooks.append([extra_vars["migration_run_id"]])
+            record = self._migrate(extra_vars, extra_vars["migration_run_id"], reverse)
+            if record["status"] == "failed":
+                raise MigrationFailed("Fail with the cause", "labsrc", "timed out")
+            return
+        self.playbooks.append([r["run_id"] for r in rounds])
+        for one in rounds:
+            assert "qmigrate_reverse" not in one["vars"]
+            record = self._migrate(extra_vars, one["run_id"], reverse)
+            on_record(record)
+            if record["status"] == "completed":
+                reverse = not reverse
+
+    def _migrate(self, extra_vars, run_id: str, reverse: bool) -> dict:
         self.calls.append(("migrate", run_id, reverse))
         directory = Path(extra_vars["qmigrate_results_dir"]) / run_id
         directory.mkdir(parents=True, exist_ok=True)
@@ -49,6 +67,7 @@ class Lab:
         status = "failed" if run_id in self.fail else "completed"
         source, destination = ("labdst", "labsrc") if reverse else ("labsrc", "labdst")
         record = {
+            "run_id": run_id,
             "status": status,
             "source": source,
             "destination": destination,
@@ -57,8 +76,7 @@ class Lab:
             "verification": {"migration_completed": status == "completed"},
         }
         (directory / "run.json").write_text(json.dumps(record))
-        if status == "failed":
-            raise MigrationFailed("Fail with the cause", "labsrc", "timed out")
+        return record
 
 
 @pytest.fixture
@@ -86,16 +104,45 @@ def test_a_ping_pong_campaign_boots_once_and_goes_back_and_forth(lab, tmp_path):
     outcome, seen = run(tmp_path)
 
     assert stand_in.calls == [
-        ("stop", "idle-a-001", False),
+        ("stop", "", False),
         ("migrate", "idle-a-001", False),
         ("migrate", "idle-b-001", True),
         ("migrate", "idle-a-002", False),
         ("migrate", "idle-b-002", True),
     ]
+    # one playbook run, each migration a round of it
+    assert stand_in.playbooks == [["idle-a-001", "idle-b-001", "idle-a-002", "idle-b-002"]]
     assert outcome.completed == 4 and outcome.not_completed == 0
     assert [p.outcome for p in seen] == ["completed"] * 4
     assert [p.done for p in seen] == [1, 2, 3, 4]
     assert seen[0].eta_s is not None and seen[-1].total_ms == 700
+    state = json.loads((tmp_path / "c" / "campaign.json").read_text())
+    ran = [state["runs"][r] for r in stand_in.playbooks[0]]
+    assert [r["reverse"] for r in ran] == [False, True, False, True]
+    assert all(r["wall_s"] >= 0 and r["stretch"] == 1 for r in ran)
+
+
+def test_each_round_gets_its_methods_variables_and_the_guest_its_own(lab, tmp_path, monkeypatch):
+    given = []
+    stand_in = lab()
+    plain = stand_in.migrate
+
+    def migrate(*, extra_vars, **kwargs):
+        given.append(extra_vars)
+        return plain(extra_vars=extra_vars, **kwargs)
+
+    monkeypatch.setattr(api, "migrate", migrate)
+    data = {**CAMPAIGN, "timeout": 90, "guests": {"idle": {"memory": "262148K"}}}
+
+    run(tmp_path, data)
+
+    (extra,) = given
+    assert extra["vm_memory"] == "262148K" and extra["migration_profile"] is False
+    assert "migration_multifd_channels" not in extra and "migration_timeout" not in extra
+    assert [r["vars"] for r in extra["migration_rounds"]] == [
+        {"migration_timeout": 90},
+        {"migration_timeout": 90, "migration_multifd_channels": 2},
+    ] * 2
 
 
 def test_a_one_way_campaign_boots_the_guest_anew_before_every_run(lab, tmp_path):
@@ -105,6 +152,7 @@ def test_a_one_way_campaign_boots_the_guest_anew_before_every_run(lab, tmp_path)
 
     stops = [c for c in stand_in.calls if c[0] == "stop"]
     assert len(stops) == 4
+    assert len(stand_in.playbooks) == 4
     assert all(not reverse for kind, _, reverse in stand_in.calls if kind == "migrate")
 
 
@@ -129,23 +177,47 @@ def test_a_failed_run_is_recorded_and_the_next_goes_the_same_way_again(lab, tmp_
     assert "- idle-b-001: failed: timed out" in (tmp_path / "c" / "summary.md").read_text()
 
 
+def test_a_run_whose_verification_failed_counts_as_failed():
+    record = {"status": "completed", "verification": {"a": True, "b": None, "c": False}}
+
+    assert campaign_runner._outcome(record) == "failed"
+    assert campaign_runner._outcome({**record, "verification": {"a": True, "b": None}}) == (
+        "completed"
+    )
+    assert campaign_runner._outcome({"status": "failed"}) == "failed"
+
+
 def test_interrupted_then_resumed_does_only_what_is_left(lab, tmp_path):
     lab(stop_at="idle-a-002")
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path)
     state = json.loads((tmp_path / "c" / "campaign.json").read_text())
     assert state["runs"]["idle-a-002"].get("outcome") is None
+    assert state["runs"]["idle-b-001"]["outcome"] == "completed"
 
     again = lab()
     outcome, seen = run(tmp_path)
 
     assert again.calls == [
-        ("stop", "idle-a-002", False),  # where the guest is is not known: booted anew
+        ("stop", "", False),  # where the guest is is not known: booted anew
         ("migrate", "idle-a-002", False),
         ("migrate", "idle-b-002", True),
     ]
+    assert again.playbooks == [["idle-a-002", "idle-b-002"]]
     assert [p.outcome for p in seen] == ["skipped", "skipped", "completed", "completed"]
     assert outcome.completed == 4
+
+
+def test_a_run_left_between_done_ones_is_a_stretch_of_its_own(lab, tmp_path):
+    lab()
+    outcome, _ = run(tmp_path)
+    (outcome.directory / "idle-b-001" / "run.json").unlink()
+
+    again = lab()
+    run(tmp_path)
+
+    assert again.playbooks == [["idle-b-001"]]
+    assert again.calls[0] == ("stop", "", False)
 
 
 def test_a_directory_of_another_campaign_is_refused(lab, tmp_path):
