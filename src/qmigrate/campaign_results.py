@@ -3,7 +3,8 @@ cell (a method on a guest) the median, the range and a 95% confidence interval o
 metric, with ratios against the baseline method (summary.md).
 
 Each run's record is its run.json, as every migration writes it; the campaign adds what
-only it knows: the run's place in the plan and the wall time of its whole playbook run.
+only it knows: the run's place in the plan and its wall time (from the run before it in
+the same playbook run, or from that playbook's start, to its record).
 """
 
 from __future__ import annotations
@@ -27,7 +28,10 @@ COLUMNS: dict[str, str] = {
     "status": "completed, failed, or interrupted (as run.json says); missing: no record",
     "source": "the host the VM left",
     "destination": "the host it went to",
-    "wall_s": "seconds of the whole playbook run of this migration (the campaign's clock)",
+    "wall_s": (
+        "seconds from the end of the run before it in the same playbook run (or that "
+        "playbook's start, the VMs stopped before it) to its record: the campaign's clock"
+    ),
     "total_ms": "QEMU's total time of the migration",
     "downtime_ms": "QEMU's downtime (the guest stopped)",
     "setup_ms": "QEMU's setup time",

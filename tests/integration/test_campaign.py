@@ -136,15 +136,17 @@ def test_a_ping_pong_campaign_records_every_run_and_sums_them_up(tmp_path):
     assert f"| 2/2 | {median:.0f} (" in line
     state = json.loads((into / "campaign.json").read_text())
     assert [p["run_id"] for p in state["plan"]] == [r["run_id"] for r in table]
-    # all four in one playbook run, each a round of it
-    assert {state["runs"][r["run_id"]]["stretch"] for r in table} == {1}
+    # the boot with the first, then the other three as the rounds of one playbook run
+    assert [state["runs"][r["run_id"]]["stretch"] for r in table] == [1, 2, 2, 2]
 
 
 def test_a_run_that_cannot_finish_is_recorded_and_the_campaign_completes(tmp_path):
-    """From Ansible this time: campaign.yml."""
+    """From Ansible this time: campaign.yml. Each failed round leaves the guest where it
+    was, and the round after it goes the same way again."""
     path = campaign_file(
         tmp_path,
         name="hopeless",
+        repetitions=2,
         direction="ping-pong",
         methods={
             "defaults": {},
@@ -159,13 +161,25 @@ def test_a_run_that_cannot_finish_is_recorded_and_the_campaign_completes(tmp_pat
     )
 
     assert run.rc == 2, run.text[-4000:]
-    assert "campaign hopeless: run 2 of 2: starved on idle, repetition 1: failed" in run.stderr
+    assert "campaign hopeless: run 2 of 4: starved on idle, repetition 1: failed" in run.stderr
     (result,) = run.task_results("Check the campaign file and run its migrations")
-    assert (result["completed"], result["not_completed"]) == (1, 1)
-    assert "1 of 2 runs did not complete" in result["msg"]
-    failed = records(into)["idle-starved-001"]
-    assert failed["status"] == "failed" and failed["source_status"] == "running"
-    assert [r["status"] for r in rows(into)] == ["completed", "failed"]
+    assert (result["completed"], result["not_completed"]) == (2, 2)
+    assert "2 of 4 runs did not complete" in result["msg"]
+    found = records(into)
+    for failed in ("idle-starved-001", "idle-starved-002"):
+        assert found[failed]["status"] == "failed"
+        assert found[failed]["source_status"] == "running"
+    ways = [
+        (found[r]["source"], found[r]["destination"], found[r]["status"])
+        for r in ("idle-defaults-001", "idle-starved-001", "idle-defaults-002", "idle-starved-002")
+    ]
+    assert ways == [
+        ("labsrc", "labdst", "completed"),
+        ("labdst", "labsrc", "failed"),
+        ("labdst", "labsrc", "completed"),  # the same way again
+        ("labsrc", "labdst", "failed"),
+    ]
+    assert [r["status"] for r in rows(into)] == ["completed", "failed", "completed", "failed"]
     assert "idle-starved-001: failed" in (into / "summary.md").read_text()
 
 
