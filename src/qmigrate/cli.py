@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -29,6 +30,8 @@ EXIT_MIGRATION_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INFRASTRUCTURE = 3
 EXIT_INTERRUPTED = 130
+# What a shell reports for a command that wrote to a pipe nobody reads (128 + SIGPIPE)
+EXIT_BROKEN_PIPE = 141
 
 _BOOLEANS = {"on": True, "true": True, "off": False, "false": False}
 _JSON_HELP = "machine output: one JSON document on stdout, no progress display"
@@ -54,7 +57,8 @@ exit status:
   0  success
   1  the migration failed or failed verification (its run.json records why)
   2  bad input: an argument or a variable was refused before anything changed
-  3  infrastructure error: a host was unreachable, or another playbook step failed"""
+  3  infrastructure error: a host was unreachable, or another playbook step failed
+  130  interrupted (Ctrl-C, SIGTERM); 141  its output's reader went away"""
 
 
 # -- argument types -------------------------------------------------------------------
@@ -635,6 +639,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except QmigrateError as error:
         _show_error(error, out)
         return exit_code(error)
+    except BrokenPipeError:
+        # The reader went away (`qmigrate runs | head`): nothing more to say, and nothing
+        # left to flush to it at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_BROKEN_PIPE
     except KeyboardInterrupt as stop:
         print("qmigrate: interrupted", file=sys.stderr)
         record = getattr(stop, "record", None)

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -441,3 +444,25 @@ def test_a_bad_campaign_exits_2_naming_every_problem(tmp_path, capsys):
     assert cli.main(["--json", "campaign", "check", str(path)]) == cli.EXIT_BAD_INPUT
     document = json.loads(capsys.readouterr().out)
     assert document["error"]["kind"] == "CampaignError" and len(document["error"]["problems"]) == 2
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly():
+    # `qmigrate campaign check ... | head -1`: the reader closed its end before the
+    # command wrote; no traceback, and the shell's code for it
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "qmigrate", "campaign", "check", "campaigns/compare.yml"],
+            cwd=ROOT,
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write)
+
+    assert done.returncode == cli.EXIT_BROKEN_PIPE, done.stderr
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
