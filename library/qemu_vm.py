@@ -72,7 +72,9 @@ options:
         can start at once. RV(listening) then says so.
       - With O(state=running) and such an O(argv), the destination it starts (or finds
         waiting fresh) is told the same way, so that a migration back and forth needs one
-        module run on each new destination.
+        module run on each new destination; there, a destination that will not listen,
+        or that does not wait for a migration (its guest runs there), fails the task with
+        the reason.
       - A destination that will not listen with these is left as it was, the reason in
         RV(incoming_error); it still counts as running as asked (the migration's own step
         then names what is wrong). Nothing is told in check mode.
@@ -512,11 +514,26 @@ class VM:
                 self.keep_baseline()
         started, status = changed, self.status()
         # A destination just started, or found waiting fresh (a spent one was restarted
-        # above), told where to listen in the same run.
-        if self.p["incoming"] and "-incoming" in self.p["argv"] and status == "inmigrate":
-            self.listen(self.result)
+        # above), told where to listen in the same run; one that cannot take a migration
+        # fails, saying why.
+        if self.p["incoming"] and "-incoming" in self.p["argv"]:
+            if status == "inmigrate":
+                self.listen(self.result)
+            else:
+                self.result["incoming_error"] = (
+                    f"it does not wait for a migration (it is {status}): the guest may run there"
+                )
             told = bool(self.result.pop("changed", False))
             changed = changed or told
+            if "incoming_error" in self.result:
+                self.module.fail_json(
+                    msg=f"{self.p['qmp']}: {self.result['incoming_error']}",
+                    changed=changed,
+                    pid=pid,
+                    status=status,
+                    started=started,
+                    **self.result,
+                )
         self.module.exit_json(
             changed=changed, pid=pid, status=status, started=started, **self.result
         )

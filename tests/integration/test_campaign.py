@@ -199,6 +199,9 @@ def test_a_campaign_stopped_by_sigint_is_completed_by_running_it_again(tmp_path)
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        # As from a terminal: a suite started in the background (a shell's `&`) would
+        # hand the command SIGINT ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     seen = ""
     deadline = time.monotonic() + 600

@@ -265,10 +265,9 @@ def test_state_running_tells_a_fresh_destination_to_listen(vm, query):
     assert vm.qemu.names().count("migrate-incoming") == 1
 
 
-@pytest.mark.parametrize("status", ["running", "postmigrate"])
-def test_state_running_tells_only_a_waiting_destination_to_listen(vm, query, status):
-    # running: the guest arrived; postmigrate without -incoming: a source left as it is
-    asked = destination(vm, status) if status == "running" else vm(status)
+def test_state_running_leaves_a_source_alone(vm, query):
+    # no -incoming: a source whose guest has left, kept as it is, told nothing
+    asked = vm("postmigrate")
 
     result = query(qemu_vm, **asked, state="running", incoming=INCOMING)
 
@@ -276,14 +275,25 @@ def test_state_running_tells_only_a_waiting_destination_to_listen(vm, query, sta
     assert "migrate-incoming" not in vm.qemu.names()
 
 
-def test_state_running_says_why_a_destination_would_not_listen(vm, query):
+def test_state_running_fails_for_a_destination_running_the_guest(vm, query):
+    asked = destination(vm, "running")
+
+    result = query(qemu_vm, **asked, state="running", incoming=INCOMING)
+
+    assert result["failed"] is True
+    assert "does not wait for a migration (it is running)" in result["msg"]
+    assert "migrate-incoming" not in vm.qemu.names()
+
+
+def test_state_running_fails_for_a_destination_that_would_not_listen(vm, query):
     asked = destination(vm, "inmigrate")
     wrong = {**INCOMING, "capabilities": {"x-no-such-capability": True}}
 
     result = query(qemu_vm, **asked, state="running", incoming=wrong)
 
-    assert result["changed"] is False and "listening" not in result
-    assert "x-no-such-capability not supported by this QEMU" in result["incoming_error"]
+    assert result["failed"] is True and "listening" not in result
+    assert "x-no-such-capability not supported by this QEMU" in result["msg"]
+    assert "migrate-incoming" not in vm.qemu.names()
 
 
 def test_check_mode_tells_no_destination_to_listen(vm, query):
