@@ -1,6 +1,8 @@
-"""Running a campaign: its plan, one migrate.yml per run through the Python API, into
+"""Running a campaign: its plan through the Python API, into
 results/campaigns/<name>-<stamp>/ (one run.json per run, as for any migration, then
-campaign.json, runs.csv and summary.md from the records).
+campaign.json, runs.csv and summary.md from the records). A one-way campaign's runs are
+a migrate.yml each; a ping-pong campaign's, after a guest's first, the rounds of one
+migrate.yml (migration_rounds: several migrations back and forth in one playbook run).
 
 Resumable: a directory given again (``into``) skips the runs whose record has an
 outcome (completed or failed) and does the rest; a run stopped midway (Ctrl-C) is done
@@ -195,9 +197,10 @@ class CampaignRunner:
         """A ping-pong campaign: each stretch of a guest's runs still to do in one
         migrate.yml (migration_rounds), each run a round from where the guest then is.
         A guest's first run in this invocation boots it anew (where an earlier one left
-        it is not known), in a migrate.yml of its own; a round whose destination would
-        not start has no record, and is done again when the campaign is run again into
-        its directory."""
+        it is not known), in a migrate.yml of its own. A failed round (its destination
+        would not start, or its migration failed) is recorded and the rounds go on; one
+        stopped midway has no record, and is done again when the campaign is run again
+        into its directory."""
         spent: list[float] = []
         current_guest: str | None = None
         away = False  # the guest is on the destination host
@@ -254,7 +257,7 @@ class CampaignRunner:
         position = {r.run_id: offset + i for i, r in enumerate(stretch, start=1)}
         by_id = {r.run_id: r for r in stretch}
         way = {"reverse": reverse, "last": time.monotonic()}
-        # Which playbook run of this invocation did it (runs.csv's stretch)
+        # Which playbook run of this invocation did it (campaign.json's stretch)
         self.stretches += 1
         for r in stretch:
             self.state["runs"][r.run_id] = {
