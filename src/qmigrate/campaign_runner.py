@@ -143,17 +143,16 @@ class CampaignRunner:
     def _api(self) -> dict[str, Any]:
         return {"project": self.project, "inventory": self.inventory}
 
-    def _migrate(self, run: Run, fresh: bool, reverse: bool) -> str:
-        """One run, back from the destination when REVERSE, the guest booted anew on the
-        source first when FRESH; its outcome."""
+    def _migrate(self, run: Run) -> str:
+        """One run of a one-way campaign, the guest booted anew on the source first; its
+        outcome."""
         extra = {
             **self.campaign.extra_vars(run),
             "migration_run_id": run.run_id,
             "qmigrate_results_dir": str(self.directory),
-            "qmigrate_reverse": reverse,
+            "qmigrate_reverse": False,
         }
-        if fresh:
-            api.stop_vms(extra_vars=extra, **self._api())
+        api.stop_vms(extra_vars=extra, **self._api())
         try:
             api.migrate(extra_vars=extra, **self._api())
         except MigrationFailed:
@@ -184,7 +183,7 @@ class CampaignRunner:
             started = time.monotonic()
             self.state["runs"][run.run_id] = {"started": _stamp(), "reverse": False}
             self._save_state()
-            outcome = self._migrate(run, True, False)
+            outcome = self._migrate(run)
             wall = round(time.monotonic() - started, 3)
             spent.append(wall)
             self.state["runs"][run.run_id].update(wall_s=wall, outcome=outcome, fresh=True)
