@@ -34,6 +34,8 @@ DEFAULTS = ("qmigrate", "qemu")
 # The vm role's own kernel command line (its default vm_append, still a template): a
 # dirtying guest's arguments are appended to it.
 PROFILE_APPEND = "{{ __vm_profile_append[vm_profile] | default('') }}"
+# The dirtying workload's report on the serial console (roles/guest_image, qmigrate-dirty)
+DIRTY_REPORT = r"qmigrate-dirty uptime=[0-9.]+ "
 MAX_REPETITIONS = 1000
 MAX_RUNS = 10000
 
@@ -174,7 +176,21 @@ class Campaign:
         extra: dict[str, Any] = {**spec.variables, "migration_profile": self.probes}
         if spec.dirty:
             extra["vm_append"] = f"{PROFILE_APPEND} {spec.kernel_args()}"
+            # Booted when the workload has filled its set and reported a second of
+            # dirtying, not at the first heartbeat: every run starts from the same
+            # steady rate, not from a fill still under way
+            extra["vm_heartbeat_regex"] = DIRTY_REPORT
         return extra
+
+    def variables(self) -> set[str]:
+        """Every variable the campaign sets in some run (its guests', its methods', the
+        timeout)."""
+        names: set[str] = set()
+        for guest in self.guests:
+            names.update(self.guest_vars(guest))
+        for run in self.plan():
+            names.update(self.method_vars(run))
+        return names
 
     def method_vars(self, run: Run) -> dict[str, Any]:
         """RUN's method variables (the migration role's), the campaign's timeout under

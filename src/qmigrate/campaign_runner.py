@@ -25,7 +25,7 @@ from typing import Any
 from qmigrate import api
 from qmigrate.campaign import Campaign, Run
 from qmigrate.campaign_results import plot_metrics, row, summary_markdown, to_csv
-from qmigrate.errors import MigrationFailed, QmigrateError
+from qmigrate.errors import BadInput, MigrationFailed, QmigrateError
 from qmigrate.runner import Project
 
 OUTCOMES = ("completed", "failed")
@@ -90,11 +90,13 @@ class CampaignRunner:
         project: api.PathLike | None = None,
         inventory: api.PathLike | None = None,
         on_progress: Callable[[Progress], None] | None = None,
+        extra_vars: dict[str, Any] | None = None,
     ) -> None:
         self.campaign = campaign
         self.directory = directory
         self.project = project
         self.inventory = inventory
+        self.extra_vars = checked_extra_vars(campaign, extra_vars)
         self.on_progress = on_progress
         self.state: dict[str, Any] = {"runs": {}}
         self.stretches = 0
@@ -147,6 +149,7 @@ class CampaignRunner:
         """One run of a one-way campaign, the guest booted anew on the source first; its
         outcome."""
         extra = {
+            **self.extra_vars,
             **self.campaign.extra_vars(run),
             "migration_run_id": run.run_id,
             "qmigrate_results_dir": str(self.directory),
@@ -247,6 +250,7 @@ class CampaignRunner:
         on the destination host."""
         guest = stretch[0].guest
         extra = {
+            **self.extra_vars,
             **self.campaign.guest_vars(guest),
             "qmigrate_results_dir": str(self.directory),
             "qmigrate_reverse": reverse,
@@ -369,6 +373,29 @@ def _write_results(
     return rows
 
 
+# What the runner sets itself, in every playbook or round
+RUNNER_VARS = ("migration_run_id", "qmigrate_results_dir", "qmigrate_reverse", "migration_rounds")
+
+
+def checked_extra_vars(campaign: Campaign, extra_vars: dict[str, Any] | None) -> dict[str, Any]:
+    """EXTRA_VARS for every playbook of CAMPAIGN, refused (BadInput) where they name a
+    variable the campaign or the runner sets: the campaign file says how its runs differ,
+    and an extra variable would win over it in one place (a ping-pong round's variables)
+    and not in another."""
+    extra = dict(extra_vars or {})
+    clash = sorted(set(extra) & (campaign.variables() | set(RUNNER_VARS)))
+    if clash:
+        raise BadInput(
+            "",
+            "",
+            f"extra variables {', '.join(clash)}: the campaign sets "
+            f"{'it' if len(clash) == 1 else 'them'} itself; change "
+            f"{'it' if len(clash) == 1 else 'them'} in the campaign file ({campaign.source})",
+            variables=tuple(clash),
+        )
+    return extra
+
+
 def campaign_directory(campaign: Campaign, results_dir: Path) -> Path:
     """A new directory for CAMPAIGN's runs: results/campaigns/<name>-<stamp>."""
     return results_dir / "campaigns" / f"{campaign.name}-{_stamp()}"
@@ -382,9 +409,13 @@ def run_campaign(
     project: api.PathLike | None = None,
     inventory: api.PathLike | None = None,
     on_progress: Callable[[Progress], None] | None = None,
+    extra_vars: dict[str, Any] | None = None,
 ) -> CampaignOutcome:
     """Run CAMPAIGN's plan into INTO (resuming what is there), or into a new directory
-    under RESULTS_DIR (default: the project's results/), and return its rows.
+    under RESULTS_DIR (default: the project's results/), and return its rows. EXTRA_VARS
+    go to every playbook the campaign runs (settings of the inventory, vm_extra_args, ...);
+    one that the campaign sets itself (a method's, a guest's, the timeout, the runner's own)
+    is refused with BadInput before anything runs.
 
     Raises what the API raises for anything but a failed migration (BadInput,
     InfrastructureError, PlaybookFailed), and KeyboardInterrupt: the directory then
@@ -396,6 +427,11 @@ def run_campaign(
         base = Path(results_dir) if results_dir is not None else Project.locate(project).results
         directory = campaign_directory(campaign, base)
     runner = CampaignRunner(
-        campaign, directory, project=project, inventory=inventory, on_progress=on_progress
+        campaign,
+        directory,
+        project=project,
+        inventory=inventory,
+        on_progress=on_progress,
+        extra_vars=extra_vars,
     )
     return runner.run()

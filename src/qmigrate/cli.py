@@ -359,8 +359,9 @@ def build_parser() -> argparse.ArgumentParser:
         "results/campaigns/<name>-<stamp>/ or --into DIR; a line per run says how far it "
         "is. A failed run is recorded and the campaign goes on; Ctrl-C leaves DIR as far "
         "as it got, and running again --into DIR completes it. Writes campaign.json, "
-        "runs.csv and summary.md there.",
-        parents=[common],
+        "runs.csv and summary.md there. -e sets a variable for every playbook it runs; one "
+        "the campaign file sets itself is refused.",
+        parents=[common, _playbook_options()],
     )
     run.add_argument("file", metavar="FILE", help="the campaign file (YAML)")
     run.add_argument("--into", metavar="DIR", help="the campaign's directory: resume it")
@@ -547,7 +548,13 @@ def _campaign_run(args: argparse.Namespace, out: Output) -> int:
         )
 
     outcome = campaign_runner.run_campaign(
-        planned, into=args.into, results_dir=args.results, project=args.project, on_progress=show
+        planned,
+        into=args.into,
+        results_dir=args.results,
+        project=args.project,
+        inventory=args.inventory,
+        on_progress=show,
+        extra_vars=_merged(args.extra_vars),
     )
     summary = (outcome.directory / "summary.md").read_text()
     out.emit(

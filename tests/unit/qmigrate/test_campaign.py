@@ -3,13 +3,14 @@ file before anything runs, and the plan of a good one."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
 import pytest
 import yaml
 
-from qmigrate.campaign import PROFILE_APPEND, CampaignError, load, parse
+from qmigrate.campaign import DIRTY_REPORT, PROFILE_APPEND, CampaignError, load, parse
 from tests import ROOT
 
 GOOD = {
@@ -127,6 +128,7 @@ def test_extra_vars_carry_the_method_the_guest_and_the_run():
         "migration_parameters": {"max-postcopy-bandwidth": 0},
         "vm_cpus": 1,
         "vm_append": PROFILE_APPEND + " qmigrate.dirty=64 qmigrate.dirty_set=128",
+        "vm_heartbeat_regex": DIRTY_REPORT,
         "migration_profile": True,
         "migration_timeout": 90.0,
         "qmigrate_reverse": True,
@@ -140,6 +142,42 @@ def test_a_methods_timeout_beats_the_campaigns():
 
     assert campaign.extra_vars(a)["migration_timeout"] == 60.0
     assert campaign.extra_vars(b)["migration_timeout"] == 0.5
+
+
+def test_a_dirty_guest_is_ready_at_its_workloads_first_report():
+    # What the guest's qmigrate-dirty prints, after its fill, each second; and what the
+    # guest's init prints from the start (the vm role's usual boot wait)
+    script = (ROOT / "roles" / "guest_image" / "files" / "qmigrate-dirty").read_text()
+    report = "qmigrate-dirty uptime=12.34 total_kib=65536 rate_kib_s=65536"
+    campaign = parse({**GOOD, "guests": {"idle": {}, "dirty": {"workload": {"dirty": 16}}}})
+
+    ready = campaign.guest_vars("dirty")["vm_heartbeat_regex"]
+
+    assert 'echo "qmigrate-dirty uptime=' in script
+    assert re.search(ready, report)
+    assert not re.search(ready, "qmigrate-heartbeat 1 3.21")
+    assert not re.search(ready, "qmigrate-dirty start rate_kib_s=16384 set_kib=65536")
+    assert "vm_heartbeat_regex" not in campaign.guest_vars("idle")
+
+
+def test_the_variables_a_campaign_sets_are_its_guests_methods_and_timeout():
+    campaign = parse(
+        {
+            **GOOD,
+            "timeout": 60,
+            "methods": {"a": {}, "b": {"multifd_channels": 2}},
+            "guests": {"idle": {"cpus": 1}, "dirty": {"workload": {"dirty": 16}}},
+        }
+    )
+
+    assert campaign.variables() == {
+        "vm_cpus",
+        "vm_append",
+        "vm_heartbeat_regex",
+        "migration_profile",
+        "migration_timeout",
+        "migration_multifd_channels",
+    }
 
 
 def test_the_dirty_guests_kernel_line_starts_with_the_vm_roles_own():

@@ -13,7 +13,7 @@ import pytest
 
 from qmigrate import api, campaign_runner
 from qmigrate.campaign import parse
-from qmigrate.errors import MigrationFailed, QmigrateError
+from qmigrate.errors import BadInput, MigrationFailed, QmigrateError
 
 CAMPAIGN = {
     "name": "tiny",
@@ -34,13 +34,16 @@ class Lab:
     def __init__(self, fail: tuple[str, ...] = (), stop_at: str = "") -> None:
         self.calls: list[tuple[str, str, bool]] = []
         self.playbooks: list[list[str]] = []  # the run ids of each migrate.yml
+        self.extra: list[dict] = []  # the extra variables of each playbook run
         self.fail = fail
         self.stop_at = stop_at
 
     def stop_vms(self, *, extra_vars, project=None, inventory=None):
         self.calls.append(("stop", "", False))
+        self.extra.append(dict(extra_vars))
 
     def migrate(self, *, extra_vars, on_record=None, project=None, inventory=None):
+        self.extra.append(dict(extra_vars))
         rounds = extra_vars.get("migration_rounds")
         reverse = extra_vars["qmigrate_reverse"]
         if rounds is None:
@@ -258,3 +261,32 @@ def test_a_new_campaign_gets_a_directory_of_its_own(lab, tmp_path):
     assert outcome.directory.parent == tmp_path / "results" / "campaigns"
     assert outcome.directory.name.startswith("tiny-")
     assert (outcome.directory / "idle-a-001" / "run.json").exists()
+
+
+@pytest.mark.parametrize("direction", ["ping-pong", "one-way"])
+def test_extra_variables_go_to_every_playbook_of_the_campaign(lab, tmp_path, direction):
+    stand_in = lab()
+    extra = {"vm_extra_args": ["-name", "debug-threads=on"], "qmigrate_group": "study"}
+
+    outcome, _ = run(tmp_path, {**CAMPAIGN, "direction": direction}, extra_vars=extra)
+
+    assert outcome.completed == 4
+    assert len(stand_in.extra) == (3 if direction == "ping-pong" else 8)
+    for given in stand_in.extra:
+        assert given["vm_extra_args"] == ["-name", "debug-threads=on"]
+        assert given["qmigrate_group"] == "study"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["migration_multifd_channels", "migration_profile", "migration_timeout", "qmigrate_reverse"],
+)
+def test_an_extra_variable_the_campaign_sets_itself_is_refused_before_anything_runs(
+    lab, tmp_path, name
+):
+    stand_in = lab()
+
+    with pytest.raises(BadInput, match=f"extra variables {name}: the campaign sets it itself"):
+        run(tmp_path, {**CAMPAIGN, "timeout": 60}, extra_vars={name: 1})
+
+    assert stand_in.calls == [] and not (tmp_path / "c").exists()
