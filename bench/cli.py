@@ -1,6 +1,6 @@
-"""python -m bench [--reps N] [--parts compare,sizes] ...: run issue 7's benchmark on the
-embedded lab, print the table and write bench/results/<stamp>.json (raw records, logs and
-QEMU's run records in bench/results/<stamp>/)."""
+"""python -m bench [--reps N] [--parts compare,convergence] ...: run the benchmark on the
+embedded lab, print the table and write bench/results/<stamp>.json (raw records, logs,
+the campaigns' directories and QEMU's run records in bench/results/<stamp>/)."""
 
 from __future__ import annotations
 
@@ -14,26 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from bench import ROOT
+from bench.campaigns import campaign_file, run_part
 from bench.lab import Guest, Lab, vm_names
 from bench.measure import link_capacity
-from bench.methods import (
-    AUTO_CONVERGE,
-    DEFAULTS,
-    MULTIFD,
-    POSTCOPY,
-    SEED,
-    Method,
-    capped,
-    migrate_once,
-    scale_once,
-)
 from bench.overhead import run_overhead
+from bench.scale import scale_once
 from bench.table import render, scale_method, summarise
 
 # The lab's seed VM: 256 MiB plus 4 KiB, like inventory/lab (QEMU 7.2's TCG bug).
 SEED_VM = Guest("256 MiB idle", "262148K")
-SIZES = [SEED_VM, Guest("1 GiB idle", "1048580K"), Guest("2 GiB idle", "2097156K")]
-PARTS = ("overhead", "compare", "sizes", "scale")
+# compare and convergence: the shipped campaigns of those names (campaigns/)
+CAMPAIGN_PARTS = ("compare", "convergence")
+PARTS = ("overhead", *CAMPAIGN_PARTS, "scale")
 # N VM pairs migrating in one run
 SCALE = (1, 2, 4)
 
@@ -61,45 +53,39 @@ def machine() -> dict[str, Any]:
     }
 
 
-def dirtying_guest(memory: str, rate: int) -> Guest:
-    """A guest of MEMORY (a QEMU size) dirtying memory at RATE MiB/s."""
-    units = {"K": 2**10, "M": 2**20, "G": 2**30}
-    size = memory.strip().upper()
-    mib = int(size[:-1]) * units[size[-1]] // 2**20 if size[-1:] in units else int(size)
-    return Guest(f"{mib} MiB dirty {rate} MiB/s", memory, rate)
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--reps", type=int, default=5, help="repetitions of each comparison")
+    parser.add_argument(
+        "--reps",
+        type=int,
+        help="repetitions: of the overhead and scale parts (default 5), and of the "
+        "campaigns instead of their own",
+    )
     parser.add_argument(
         "--parts",
         default=",".join(PARTS),
         help="comma-separated: overhead (migrate.yml's cost beyond QEMU's time, beside the "
         "floor of an empty play and one module run, and where it goes), "
-        "compare (seed vs qmigrate vs multifd, link, no-op runs), "
-        "sizes (256 MiB / 1 GiB / 2 GiB, dirtying, auto-converge, postcopy), "
+        "compare (campaigns/compare.yml: the seed's method vs qmigrate's defaults vs "
+        "multifd, then no-op runs), convergence (campaigns/convergence.yml: guest sizes "
+        "and dirty rates under pre-copy, auto-converge and postcopy), "
         "scale (1, 2 and 4 VM pairs in one run)",
     )
     parser.add_argument(
-        "--dirty-rates",
-        default="16,64,256",
-        help="the dirtying guest's rates in MiB/s for the sizes part",
+        "--campaign",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="another campaign file, measured as the campaign parts are (repeatable; "
+        "the campaign file's name is its part)",
     )
     parser.add_argument(
-        "--dirty-memory",
-        default="1048580K",
-        help="memory of the dirtying guest (QEMU size; keep it off multiples of 256 KiB)",
-    )
-    parser.add_argument(
-        "--cap",
-        type=int,
-        default=8,
-        help="MiB/s the migration is held to for a series where the guest dirties at twice "
-        "that (0: no such series)",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=120, help="seconds before a migration is cancelled"
+        "--timeout",
+        type=float,
+        default=120,
+        help="seconds before a migration of the overhead and scale parts is cancelled "
+        "(a campaign has its own)",
     )
     parser.add_argument(
         "--keep-lab", action="store_true", help="leave the lab up afterwards (default: tear down)"
@@ -108,40 +94,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     args.parts = [p for p in args.parts.split(",") if p]
     unknown = set(args.parts) - set(PARTS)
-    if unknown or args.reps < 1:
+    if unknown or (args.reps is not None and args.reps < 1):
         parser.error(f"--parts takes {', '.join(PARTS)}; --reps at least 1")
-    args.dirty_rates = [int(r) for r in args.dirty_rates.split(",") if r]
+    for path in args.campaign:
+        if not path.is_file():
+            parser.error(f"--campaign {path}: no such file")
     return args
-
-
-def run_series(
-    lab: Lab,
-    out: Path,
-    part: str,
-    plan: list[tuple[Guest, Method]],
-    reps: int,
-    timeout: float,
-) -> list[dict[str, Any]]:
-    """Each (guest, method) of PLAN REPS times, interleaved so that drift in the
-    machine's load spreads over all of them."""
-    records = []
-    for rep in range(1, reps + 1):
-        for guest, method in plan:
-            slug = f"{part}-{guest.label}-{method.name}-{rep}".replace(" ", "_")
-            slug = "".join(c for c in slug if c.isalnum() or c in "-_")
-            print(f"[bench] {part}: {guest.label}, {method.name}, rep {rep}/{reps}", flush=True)
-            try:
-                record = migrate_once(lab, guest, method, out / slug, timeout)
-            except Exception as err:  # a broken run is a result too; the series goes on
-                record = {"method": method.name, "guest": guest.label, "status": f"error: {err}"}
-            record.update(part=part, rep=rep)
-            records.append(record)
-            print(
-                f"[bench]   {record.get('status')}: total {record.get('total_ms')} ms, "
-                f"downtime {record.get('downtime_ms')} ms, wall {record.get('wall_s')} s",
-                flush=True,
-            )
-    return records
 
 
 def run_scale(lab: Lab, out: Path, reps: int, timeout: float) -> list[dict[str, Any]]:
@@ -183,44 +141,45 @@ def round_trip_s(lab: Lab, runs: int = 20) -> float:
 def noop_overhead(lab: Lab, reps: int, prepare: str) -> list[float]:
     """Wall time of `ansible-playbook migrate.yml` with nothing left to do (the VM has
     migrated): the orchestration's cost alone. PREPARE always: with the lab and
-    provisioning checked anyway, as every run did before they were skipped."""
+    provisioning checked anyway, as every run did before they were skipped. A first run,
+    not counted, migrates the VM if it has not (a ping-pong campaign may have brought it
+    back)."""
     extra = {**SEED_VM.extra_vars(), "qmigrate_prepare": prepare}
+    lab.must(lab.playbook("migrate.yml", extra))
     return [round(lab.must(lab.playbook("migrate.yml", extra)).seconds, 2) for _ in range(reps)]
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    reps = args.reps or 5
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = args.results / stamp
     lab = Lab(out / "logs", extra_vars={"migration_profile": False})
+    # The campaigns run through the API in this process: the same SSH settings as the
+    # bench's own playbook runs
+    os.environ.update({k: v for k, v in lab.env().items() if k.startswith("ANSIBLE_SSH")})
     report: dict[str, Any] = {"stamp": stamp, "machine": machine(), "args": vars(args).copy()}
     report["args"]["results"] = str(args.results)
+    report["args"]["campaign"] = [str(p) for p in args.campaign]
+    campaigns = [(p, campaign_file(p)) for p in CAMPAIGN_PARTS if p in args.parts]
+    campaigns += [(p.stem, p.resolve()) for p in args.campaign]
     records: list[dict[str, Any]] = []
     print(f"[bench] lab up and provisioned ({out})", flush=True)
     lab.up()
     try:
         report["link_mbps"] = [link_capacity()]
         if "overhead" in args.parts:
-            report["overhead"] = run_overhead(
-                lab, SEED_VM, out / "overhead", args.reps, args.timeout
-            )
-        if "compare" in args.parts:
-            plan = [(SEED_VM, m) for m in (SEED, DEFAULTS, *MULTIFD)]
-            records += run_series(lab, out, "compare", plan, args.reps, args.timeout)
-            report["noop_wall_s"] = noop_overhead(lab, args.reps, "auto")
-            report["noop_full_wall_s"] = noop_overhead(lab, min(args.reps, 2), "always")
-            report["round_trip_s"] = [round_trip_s(lab) for _ in range(min(args.reps, 3))]
-        if "sizes" in args.parts:
-            plan = [(g, DEFAULTS) for g in SIZES]
-            for rate in args.dirty_rates:
-                guest = dirtying_guest(args.dirty_memory, rate)
-                plan += [(guest, m) for m in (DEFAULTS, AUTO_CONVERGE, POSTCOPY)]
-            if args.cap:
-                guest = dirtying_guest(args.dirty_memory, 2 * args.cap)
-                plan += [(guest, capped(m, args.cap)) for m in (DEFAULTS, AUTO_CONVERGE, POSTCOPY)]
-            records += run_series(lab, out, "sizes", plan, 1, args.timeout)
+            report["overhead"] = run_overhead(lab, SEED_VM, out / "overhead", reps, args.timeout)
+        for part, path in campaigns:
+            done, figures = run_part(part, path, out, args.reps)
+            records += done
+            report.setdefault("campaigns", {})[part] = figures
+            if part == "compare":
+                report["noop_wall_s"] = noop_overhead(lab, reps, "auto")
+                report["noop_full_wall_s"] = noop_overhead(lab, min(reps, 2), "always")
+                report["round_trip_s"] = [round_trip_s(lab) for _ in range(min(reps, 3))]
         if "scale" in args.parts:
-            records += run_scale(lab, out, args.reps, args.timeout)
+            records += run_scale(lab, out, reps, args.timeout)
         report["link_mbps"].append(link_capacity())
     finally:
         report["machine"]["load_average_end"] = os.getloadavg()

@@ -13,7 +13,16 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.lab import CLIENT, DESTINATION, DESTINATION_ADDRESS, GUEST_ADDRESS, SOURCE, netns
+from bench.lab import (
+    CLIENT,
+    DESTINATION,
+    DESTINATION_ADDRESS,
+    GUEST_ADDRESS,
+    SOURCE,
+    busy_pct,
+    cpu_times,
+    netns,
+)
 
 PING_INTERVAL = 0.01
 REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from ")
@@ -34,15 +43,18 @@ def ping_gap(text: str, start: float, end: float) -> float | None:
 
 
 class Pinger:
-    """ping -i 0.01 from the client to the guest, for as long as a migration runs."""
+    """ping -i 0.01 from the client to the guest, for as long as a campaign runs."""
 
     def __init__(self, log: Path, deadline_s: int = 1800) -> None:
         self.log = log
         self._out = log.open("w")
-        # -w bounds the run even if stop() is never reached.
-        argv = ["ping", "-n", "-D", "-i", str(PING_INTERVAL), "-w", str(deadline_s)]
+        # timeout bounds the run even if stop() is never reached (and passes stop()'s
+        # SIGINT on to ping); not ping's own -w, with which ping ends at its first error
+        # (a guest not up yet, or booting anew between a campaign's runs)
+        argv = ["timeout", "--signal=INT", str(deadline_s)]
+        argv += ["ping", "-n", "-D", "-i", str(PING_INTERVAL), GUEST_ADDRESS]
         self._proc = subprocess.Popen(
-            netns(CLIENT, *argv, GUEST_ADDRESS), stdout=self._out, stderr=subprocess.STDOUT
+            netns(CLIENT, *argv), stdout=self._out, stderr=subprocess.STDOUT
         )
 
     def wait_for_reply(self, timeout: float = 10) -> bool:
@@ -125,10 +137,11 @@ Sample = tuple[float, dict[int, tuple[str, float, float]]]
 
 @dataclass
 class ThreadSampler:
-    """Samples the CPU time of a QEMU's threads every 100 ms in the background, so that a
+    """Samples the CPU time of the threads of the QEMU whose pid PIDFILE holds (read at
+    each sample: a campaign restarts its QEMUs) every 100 ms in the background, so that a
     thread that ends (QEMU's migration thread does, at completion) is still counted."""
 
-    pid: int
+    pidfile: Path
     interval: float = 0.1
     samples: list[Sample] = field(default_factory=list)
 
@@ -137,30 +150,81 @@ class ThreadSampler:
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
+    def _sample(self) -> None:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):  # no QEMU there now
+            self.samples.append((time.time(), {}))
+            return
+        self.samples.append((time.time(), thread_times(pid)))
+
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self.samples.append((time.time(), thread_times(self.pid)))
+            self._sample()
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self.samples.append((time.time(), thread_times(self.pid)))
+        self._sample()
 
     def usage(self, start: float, end: float) -> dict[str, dict[str, float]]:
         return cpu_usage(self.samples, start, end)
 
 
+@dataclass
+class MachineSampler:
+    """The whole machine's busy and total CPU time (/proc/stat) every INTERVAL seconds in
+    the background, for the busy share of any stretch of time afterwards."""
+
+    interval: float = 0.5
+    samples: list[tuple[float, tuple[int, int]]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.samples.append((time.time(), cpu_times()))
+            self._stop.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self.samples.append((time.time(), cpu_times()))
+
+    def busy_pct(self, start: float, end: float) -> float | None:
+        """The machine's busy share from the last sample at or before START to the first
+        at or after END; None if the samples do not cover it."""
+        before = [v for t, v in self.samples if t <= start]
+        after = [v for t, v in self.samples if t >= end]
+        if not before or not after:
+            return None
+        return busy_pct(before[-1], after[0])
+
+
 def cpu_usage(samples: list[Sample], start: float, end: float) -> dict[str, dict[str, float]]:
-    """From START to END (epoch seconds), per thread name, in percent of the window: "cpu"
-    the time its threads ran, "wait" the time they waited for a CPU. Threads of the same
-    name add up; a thread's last sample counts even if it ended before END."""
-    before = [sample for t, sample in samples if t <= start]
-    base = before[-1] if before else (samples[0][1] if samples else {})
+    """From START to END (epoch seconds), per thread name, in percent: "cpu" the time its
+    threads ran, "wait" the time they waited for a CPU. Measured between the samples that
+    bracket the window (the last at or before START, the first at or after END) and as a
+    share of the time between them, so that a window shorter than the sampling interval
+    is not split at an arbitrary sample. Threads of the same name add up; a thread's last
+    sample counts even if it ended before END."""
+    if not samples:
+        return {"cpu": {}, "wait": {}}
+    before = [(t, sample) for t, sample in samples if t <= start]
+    first, base = before[-1] if before else samples[0]
     last: dict[int, tuple[str, float, float]] = {}
-    for sample in [sample for t, sample in samples if start < t <= end]:
-        last.update(sample)
-    seconds = max(end - start, 1e-3)
+    final = end
+    for t, sample in samples:
+        if first < t:
+            last.update(sample)
+            final = t
+            if t >= end:
+                break
+    seconds = max(final - first, 1e-3)
     totals: dict[str, dict[str, float]] = {"cpu": {}, "wait": {}}
     for tid, (name, ran, waited) in last.items():
         _, ran_before, waited_before = base.get(tid, (name, 0.0, 0.0))
