@@ -129,7 +129,9 @@ def qmigrate_standing(checked: dict, prepare: str = "when-needed") -> list[dict]
     joins qmigrate_vm_running, one whose VMs all run as asked also qmigrate_vm_as_asked
     (launch.yml has nothing to start there), one that answered qmigrate_host_answers; and
     when one host's VMs run and every host answered, every host joins qmigrate_prepared
-    (migrate.yml skips building the lab and provisioning) unless PREPARE is always."""
+    (migrate.yml skips building the lab and provisioning) unless PREPARE is always; with
+    PREPARE skip, whenever every host answered, VMs running or not (a caller that has
+    just prepared them, as a one-way campaign's later runs of a guest)."""
     items = []
     for host, vms in checked.items():
         vms = vms or {}
@@ -143,7 +145,7 @@ def qmigrate_standing(checked: dict, prepare: str = "when-needed") -> list[dict]
         items.append({"name": host, "groups": groups})
     prepared = (
         prepare != "always"
-        and any("qmigrate_vm_running" in item["groups"] for item in items)
+        and (prepare == "skip" or any("qmigrate_vm_running" in item["groups"] for item in items))
         and all("qmigrate_host_answers" in item["groups"] for item in items)
     )
     if prepared:

@@ -100,6 +100,9 @@ class CampaignRunner:
         self.on_progress = on_progress
         self.state: dict[str, Any] = {"runs": {}}
         self.stretches = 0
+        # Guests whose first playbook in this invocation has built the lab and provisioned
+        # (or found it done): their later playbooks skip both (qmigrate_prepare=skip)
+        self.prepared: set[str] = set()
 
     # -- the campaign's own record --------------------------------------------------------
 
@@ -145,6 +148,12 @@ class CampaignRunner:
     def _api(self) -> dict[str, Any]:
         return {"project": self.project, "inventory": self.inventory}
 
+    def _prepare(self, guest: str) -> dict[str, Any]:
+        """What a playbook that boots GUEST anew sets for the lab and provisioning: they
+        are done once per guest and invocation, not before each of its runs (which a
+        one-way campaign's stopped VMs would otherwise bring about)."""
+        return {"qmigrate_prepare": "skip"} if guest in self.prepared else {}
+
     def _migrate(self, run: Run) -> str:
         """One run of a one-way campaign, the guest booted anew on the source first; its
         outcome."""
@@ -154,12 +163,15 @@ class CampaignRunner:
             "migration_run_id": run.run_id,
             "qmigrate_results_dir": str(self.directory),
             "qmigrate_reverse": False,
+            **self._prepare(run.guest),
         }
         api.stop_vms(extra_vars=extra, **self._api())
         try:
             api.migrate(extra_vars=extra, **self._api())
         except MigrationFailed:
             return "failed"
+        finally:
+            self.prepared.add(run.guest)
         return "completed"
 
     def run(self) -> CampaignOutcome:
@@ -256,6 +268,7 @@ class CampaignRunner:
             "qmigrate_reverse": reverse,
         }
         if fresh:
+            extra.update(self._prepare(guest))
             api.stop_vms(extra_vars=extra, **self._api())
         position = {r.run_id: offset + i for i, r in enumerate(stretch, start=1)}
         by_id = {r.run_id: r for r in stretch}
@@ -290,9 +303,12 @@ class CampaignRunner:
         rounds = [{"run_id": r.run_id, "vars": self.campaign.method_vars(r)} for r in stretch]
         # A failed round is recorded and the rounds go on: the playbook fails only for
         # what fails a campaign (BadInput, InfrastructureError, PlaybookFailed)
-        api.migrate(
-            extra_vars={**extra, "migration_rounds": rounds}, on_record=on_record, **self._api()
-        )
+        try:
+            api.migrate(
+                extra_vars={**extra, "migration_rounds": rounds}, on_record=on_record, **self._api()
+            )
+        finally:
+            self.prepared.add(guest)
         return bool(way["reverse"])
 
     def _report(
@@ -374,7 +390,13 @@ def _write_results(
 
 
 # What the runner sets itself, in every playbook or round
-RUNNER_VARS = ("migration_run_id", "qmigrate_results_dir", "qmigrate_reverse", "migration_rounds")
+RUNNER_VARS = (
+    "migration_run_id",
+    "qmigrate_results_dir",
+    "qmigrate_reverse",
+    "migration_rounds",
+    "qmigrate_prepare",
+)
 
 
 def checked_extra_vars(campaign: Campaign, extra_vars: dict[str, Any] | None) -> dict[str, Any]:

@@ -183,3 +183,17 @@ def test_standing_prepares_again_when_asked_to_or_when_a_host_did_not_answer():
         "labsrc": ["qmigrate_host_answers"],
         "labdst": ["qmigrate_host_answers"],
     }
+
+
+def test_standing_skips_preparing_when_told_to_while_every_host_answers():
+    gone = {"vm0": {"as_asked": False, "pid": None}}  # answered: the VMs were stopped
+
+    stopped = groups_of(qmigrate_standing({"labsrc": gone, "labdst": gone}, "skip"))
+    unbuilt = groups_of(qmigrate_standing({"labsrc": gone, "labdst": None}, "skip"))
+
+    assert stopped == {
+        "labsrc": ["qmigrate_host_answers", "qmigrate_prepared"],
+        "labdst": ["qmigrate_host_answers", "qmigrate_prepared"],
+    }
+    # A host that did not answer (its lab namespace is not there): prepared as ever
+    assert unbuilt == {"labsrc": ["qmigrate_host_answers"], "labdst": []}

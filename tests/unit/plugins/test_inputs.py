@@ -132,7 +132,7 @@ def test_good_input_in_any_form_passes(extra):
         ),
         ({"qmigrate_vm_count": 2, "migration_run_id": "x"}, "migration_run_id", "its own record"),
         ({"qmigrate_profile": "fancy"}, "qmigrate_profile", "not one of minimal, seed"),
-        ({"qmigrate_prepare": "sometimes"}, "qmigrate_prepare", "not one of auto, always"),
+        ({"qmigrate_prepare": "sometimes"}, "qmigrate_prepare", "not one of auto, always, skip"),
         ({"qmigrate_source": "elsewhere"}, "qmigrate_source", "not a host of the hypervisors"),
         (
             {"qmigrate_destination": "labsrc", "qmigrate_reverse": True},

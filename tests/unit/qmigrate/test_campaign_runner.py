@@ -290,3 +290,39 @@ def test_an_extra_variable_the_campaign_sets_itself_is_refused_before_anything_r
         run(tmp_path, {**CAMPAIGN, "timeout": 60}, extra_vars={name: 1})
 
     assert stand_in.calls == [] and not (tmp_path / "c").exists()
+
+
+def test_a_one_way_campaign_prepares_the_lab_once_per_guest(lab, tmp_path):
+    stand_in = lab()
+    data = {**CAMPAIGN, "direction": "one-way", "guests": {"one": {}, "two": {"cpus": 1}}}
+
+    run(tmp_path, data)
+
+    # Each playbook's guest (vm_cpus tells them apart) and whether it skips preparing:
+    # stop and migrate for each run, the first run of each guest preparing as ever
+    seen = [
+        ("two" if given.get("vm_cpus") else "one", given.get("qmigrate_prepare"))
+        for given in stand_in.extra
+    ]
+    assert (
+        seen
+        == [("one", None)] * 2 + [("one", "skip")] * 6 + [("two", None)] * 2 + [("two", "skip")] * 6
+    )
+
+
+def test_a_ping_pong_guest_booted_again_skips_preparing(lab, tmp_path):
+    stand_in = lab()
+    # The second repetition of b already done: the runs before and after it are
+    # stretches of their own, the second booting the guest anew
+    done = tmp_path / "c" / "idle-b-002"
+    done.mkdir(parents=True)
+    (done / "run.json").write_text(json.dumps({"status": "completed", "qemu": {}}))
+    data = {**CAMPAIGN, "repetitions": 3}
+
+    run(tmp_path, data)
+
+    prepare = [given.get("qmigrate_prepare") for given in stand_in.extra]
+    assert stand_in.calls.count(("stop", "", False)) == 2
+    # a-001 fresh (stop, migrate); b-001 and a-002 (rounds); a-003 fresh again (stop,
+    # migrate: skipping); b-003 (rounds, the VMs running)
+    assert prepare == [None, None, None, "skip", "skip", None]

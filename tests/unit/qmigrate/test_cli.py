@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from qmigrate import api, cli
+from qmigrate import api, campaign_runner, cli
 from qmigrate.errors import BadInput, InfrastructureError, MigrationFailed, PlaybookFailed
 from qmigrate.results import MigrationResult
 from qmigrate.runner import PlaybookRun
@@ -466,3 +466,38 @@ def test_a_reader_that_goes_away_ends_the_command_quietly():
 
     assert done.returncode == cli.EXIT_BROKEN_PIPE, done.stderr
     assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+
+
+def test_campaign_run_refuses_an_extra_variable_the_campaign_sets(tmp_path, capsys):
+    path = tmp_path / "two.yml"
+    path.write_text("timeout: 60\nmethods: {a: {}}\nguests: {idle: {memory: 262148K}}\n")
+    into = tmp_path / "into"
+
+    code = cli.main(
+        ["campaign", "run", str(path), "--into", str(into), "-e", "migration_timeout=5"]
+    )
+
+    assert code == cli.EXIT_BAD_INPUT
+    assert "extra variables migration_timeout: the campaign sets it itself" in (
+        capsys.readouterr().err
+    )
+    assert not into.exists()
+
+
+def test_campaign_run_passes_extra_variables_and_the_inventory_on(tmp_path, monkeypatch):
+    path = tmp_path / "two.yml"
+    path.write_text("methods: {a: {}}\nguests: {idle: {}}\n")
+    seen = {}
+
+    def run_campaign(planned, **kwargs):
+        seen.update(kwargs)
+        (tmp_path / "summary.md").write_text("summary\n")
+        return campaign_runner.CampaignOutcome(tmp_path)
+
+    monkeypatch.setattr(campaign_runner, "run_campaign", run_campaign)
+
+    code = cli.main(["campaign", "run", str(path), "-i", "hosts.yml", "-e", 'vm_extra_args=["-S"]'])
+
+    assert code == cli.EXIT_OK
+    assert seen["extra_vars"] == {"vm_extra_args": ["-S"]}
+    assert seen["inventory"] == "hosts.yml"
