@@ -2,8 +2,10 @@
 
 A small ping-pong campaign (2 methods x 2 repetitions) whose CSV and summary must agree
 with its run.json files; a campaign with a run that cannot finish in its timeout, which
-is recorded while the campaign completes; and a campaign stopped by SIGINT after its
-first run, which a second `campaign run --into` completes without doing that run again.
+is recorded while the campaign completes; a one-way campaign of a dirtying guest, which
+checks the lab and provisioning before its first run only; and a campaign stopped by
+SIGINT after its first run, which a second `campaign run --into` completes without doing
+that run again.
 With QMIGRATE_CAMPAIGN set (`make soak` sets campaigns/compare.yml), a shipped campaign
 runs whole too.
 """
@@ -181,6 +183,57 @@ def test_a_run_that_cannot_finish_is_recorded_and_the_campaign_completes(tmp_pat
     ]
     assert [r["status"] for r in rows(into)] == ["completed", "failed", "completed", "failed"]
     assert "idle-starved-001: failed" in (into / "summary.md").read_text()
+
+
+def plays_with_tasks(artifacts: Path) -> set[str]:
+    """The plays of one playbook run (ansible-runner's artifacts) that ran a task."""
+    plays = set()
+    for path in (artifacts / "job_events").glob("*.json"):
+        event = json.loads(path.read_text())
+        if event.get("event") in ("runner_on_ok", "runner_on_failed", "runner_on_skipped"):
+            plays.add(event["event_data"].get("play"))
+    return plays
+
+
+def test_a_one_way_campaign_of_a_dirtying_guest_prepares_the_lab_once(tmp_path):
+    """Each run boots the guest anew, once its workload reports its rate (a boot that
+    waited for a line the guest never prints would fail the run); the first run checks
+    the lab and provisioning, the second skips them (qmigrate_prepare=skip)."""
+    path = campaign_file(
+        tmp_path,
+        name="dirtying",
+        repetitions=2,
+        direction="one-way",
+        methods={"defaults": {}},
+        guests={"dirty": {"memory": "262148K", "workload": {"dirty": 16, "dirty_set": 32}}},
+    )
+    into = tmp_path / "dirtying"
+    cache = tmp_path / "cache"  # this campaign's playbook runs' artifacts alone
+
+    done = subprocess.run(
+        qmigrate("campaign", "run", str(path), "--into", str(into)),
+        cwd=ROOT,
+        env={**os.environ, "XDG_CACHE_HOME": str(cache)},
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=900,
+        check=False,
+    )
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = records(into)
+    for run_id in ("dirty-defaults-001", "dirty-defaults-002"):
+        assert found[run_id]["status"] == "completed"
+        assert (found[run_id]["source"], found[run_id]["destination"]) == ("labsrc", "labdst")
+        assert all(found[run_id]["verification"].values())
+    migrations = sorted((cache / "qmigrate" / "artifacts").glob("*-migrate-*"))
+    assert len(migrations) == 2
+    first, second = (plays_with_tasks(a) for a in migrations)
+    provisioning = "Install QEMU and the study's tools on the hypervisors"
+    launching = "Start the source VM and the destination waiting for it"
+    assert provisioning in first and launching in first
+    assert provisioning not in second and launching in second
 
 
 def test_a_campaign_stopped_by_sigint_is_completed_by_running_it_again(tmp_path):
