@@ -203,6 +203,7 @@ def run_part(
         "campaign": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
         "directory": str(directory / "campaign"),
         "repetitions": campaign.repetitions,
+        "direction": campaign.direction,
         "runs": len(outcome.rows),
         "completed": outcome.completed,
         "per_migration_cost_s": statistics.median(costs) if costs else None,

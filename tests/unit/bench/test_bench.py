@@ -181,10 +181,18 @@ def test_targets_compare_seed_with_defaults_and_the_link():
         "campaigns": {
             "compare": {
                 "campaign": "campaigns/compare.yml",
+                "direction": "ping-pong",
                 "runs": 6,
                 "completed": 6,
                 "per_migration_cost_s": 1.954,
-            }
+            },
+            "convergence": {
+                "campaign": "campaigns/convergence.yml",
+                "direction": "one-way",
+                "runs": 3,
+                "completed": 2,
+                "per_migration_cost_s": 25.0,
+            },
         },
     }
 
@@ -199,8 +207,14 @@ def test_targets_compare_seed_with_defaults_and_the_link():
     assert targets["campaign_cost_s (compare)"] == {
         "value": 1.95,
         "target": "<= 2",
-        "note": "campaigns/compare.yml: 6 of 6 runs completed",
+        "note": "campaigns/compare.yml: 6 of 6 runs completed; with the bench's ping and "
+        "samplers beside it",
     }
+    assert targets["campaign_cost_s (convergence)"]["target"] == "-"
+    assert (
+        "one-way: each run boots its guest anew"
+        in (targets["campaign_cost_s (convergence)"]["note"])
+    )
     assert targets["scale_4_over_1"]["value"] is None
 
 
