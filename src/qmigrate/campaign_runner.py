@@ -3,6 +3,7 @@ results/campaigns/<name>-<stamp>/ (one run.json per run, as for any migration, t
 campaign.json, runs.csv and summary.md from the records). A one-way campaign's runs are
 a migrate.yml each; a ping-pong campaign's, after a guest's first, the rounds of one
 migrate.yml (migration_rounds: several migrations back and forth in one playbook run).
+The lab and provisioning are checked by a guest's first playbook in an invocation only.
 
 Resumable: a directory given again (``into``) skips the runs whose record has an
 outcome (completed or failed) and does the rest; a run stopped midway (Ctrl-C) is done
