@@ -214,6 +214,19 @@ def summary_markdown(
         "same guest.",
         "",
     ]
+    costs = [
+        float(r["overhead_s"])
+        for r in rows
+        if r["status"] == "completed" and r["overhead_s"] is not None
+    ]
+    if costs:
+        lines += [
+            f"Per-migration cost (a run's wall time less QEMU's total time and the probe "
+            f"window), over all {len(costs)} completed runs: median "
+            f"{_figure(statistics.median(costs))} s ({_figure(min(costs))}-"
+            f"{_figure(max(costs))}).",
+            "",
+        ]
     for guest, methods in cellwise.items():
         shown = [c for c in METRICS if any(m["metrics"][c] for m in methods.values())]
         lines += [f"## {guest}", ""]

@@ -129,11 +129,15 @@ def test_summary_per_cell_with_ratios_to_the_baseline_on_the_same_guest():
 
 
 def test_summary_markdown_shows_each_guest_its_cells_and_the_failures():
-    rows = [row(entry("idle", "seed", n), record(1000 + n)) for n in range(1, 4)]
-    rows += [row(entry("idle", "multifd", n), record(500 + n)) for n in range(1, 4)]
-    rows += [row(entry("idle", "multifd", 4), record(0, status="failed"))]
+    rows = [row(entry("idle", "seed", n, 2.0 + n), record(1000 + n)) for n in range(1, 4)]
+    rows += [row(entry("idle", "multifd", n, 1.0 + n), record(500 + n)) for n in range(1, 4)]
+    rows += [row(entry("idle", "multifd", 4, 60.0), record(0, status="failed"))]
 
     text = summary_markdown("compare", "Seed against multifd.", rows, "seed")
+
+    # The wall times less QEMU's: 1.999, 2.998, 3.997 (seed) and 1.499, 2.498, 3.497;
+    # the failed run not counted
+    assert "over all 6 completed runs: median 2.75 s (1.5-4)." in text, text.splitlines()[4]
 
     assert text.startswith("# Campaign compare\n\nSeed against multifd.")
     assert "## idle" in text
