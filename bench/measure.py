@@ -10,8 +10,8 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from bench.lab import (
     CLIENT,
@@ -135,65 +135,63 @@ def thread_times(pid: int) -> dict[int, tuple[str, float, float]]:
 Sample = tuple[float, dict[int, tuple[str, float, float]]]
 
 
-@dataclass
-class ThreadSampler:
-    """Samples the CPU time of the threads of the QEMU whose pid PIDFILE holds (read at
-    each sample: a campaign restarts its QEMUs) every 100 ms in the background, so that a
-    thread that ends (QEMU's migration thread does, at completion) is still counted."""
+class Sampler:
+    """Takes read() with its time every INTERVAL seconds in the background (and once more
+    at stop()), into samples."""
 
-    pidfile: Path
-    interval: float = 0.1
-    samples: list[Sample] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self.samples: list[tuple[float, Any]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
-    def _sample(self) -> None:
-        try:
-            pid = int(self.pidfile.read_text().strip())
-        except (OSError, ValueError):  # no QEMU there now
-            self.samples.append((time.time(), {}))
-            return
-        self.samples.append((time.time(), thread_times(pid)))
+    def read(self) -> Any:
+        raise NotImplementedError
+
+    def _take(self) -> None:
+        self.samples.append((time.time(), self.read()))
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._sample()
+            self._take()
             self._stop.wait(self.interval)
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
-        self._sample()
+        self._take()
+
+
+class ThreadSampler(Sampler):
+    """The CPU time of the threads of the QEMU whose pid PIDFILE holds (read at each
+    sample: a campaign restarts its QEMUs) every 100 ms, so that a thread that ends
+    (QEMU's migration thread does, at completion) is still counted."""
+
+    def __init__(self, pidfile: Path, interval: float = 0.1) -> None:
+        self.pidfile = pidfile
+        super().__init__(interval)
+
+    def read(self) -> dict[int, tuple[str, float, float]]:
+        try:
+            pid = int(self.pidfile.read_text().strip())
+        except (OSError, ValueError):  # no QEMU there now
+            return {}
+        return thread_times(pid)
 
     def usage(self, start: float, end: float) -> dict[str, dict[str, float]]:
         return cpu_usage(self.samples, start, end)
 
 
-@dataclass
-class MachineSampler:
-    """The whole machine's busy and total CPU time (/proc/stat) every INTERVAL seconds in
-    the background, for the busy share of any stretch of time afterwards."""
+class MachineSampler(Sampler):
+    """The whole machine's busy and total CPU time (/proc/stat) every INTERVAL seconds,
+    for the busy share of any stretch of time afterwards."""
 
-    interval: float = 0.5
-    samples: list[tuple[float, tuple[int, int]]] = field(default_factory=list)
+    def __init__(self, interval: float = 0.5) -> None:
+        super().__init__(interval)
 
-    def __post_init__(self) -> None:
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-
-    def _loop(self) -> None:
-        while not self._stop.is_set():
-            self.samples.append((time.time(), cpu_times()))
-            self._stop.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self.samples.append((time.time(), cpu_times()))
+    def read(self) -> tuple[int, int]:
+        return cpu_times()
 
     def busy_pct(self, start: float, end: float) -> float | None:
         """The machine's busy share from the last sample at or before START to the first
