@@ -4,6 +4,7 @@ measurements themselves need the lab: `python -m bench`."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -112,12 +113,21 @@ def test_cpu_usage_of_a_window_shorter_than_the_interval_spans_the_samples_aroun
     assert cpu_usage([], 1.0, 2.0) == {"cpu": {}, "wait": {}}
 
 
+def _hash_for(seconds: float) -> None:
+    """Busy for SECONDS mostly outside the GIL (hashlib lets it go for large buffers), so
+    that the sampler's thread, which needs the GIL, samples meanwhile as it would a QEMU."""
+    data = bytes(4 << 20)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        hashlib.sha256(data).digest()
+
+
 def test_sampler_sees_a_thread_of_this_process_that_has_ended(tmp_path):
     pidfile = tmp_path / "qemu.pid"
     pidfile.write_text(f"{os.getpid()}\n")
     sampler = ThreadSampler(pidfile, interval=0.02)
     start = time.time()
-    worker = threading.Thread(target=_spin, args=(0.2,))
+    worker = threading.Thread(target=_hash_for, args=(0.3,))
     worker.start()
     worker.join()
     end = time.time()
