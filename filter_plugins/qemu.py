@@ -12,7 +12,8 @@ Differences from a hand-typed command line such as the seed's, all deliberate:
   ``-nographic -serial mon:stdio``: QEMU runs daemonized (``-daemonize``, ``-pidfile``),
   with no terminal, and the monitor has its own socket.
 * Socket and log paths are absolute, under the VM's runtime directory, and a QMP socket
-  is added beside the seed's HMP monitor socket. Socket options use QEMU 7's spelling
+  (and, given ``events``, a second one for an event recorder) is added beside the seed's
+  HMP monitor socket. Socket options use QEMU 7's spelling
   (``server=on,wait=off``) for the seed's deprecated ``server,nowait``.
 """
 
@@ -135,8 +136,8 @@ def qemu_argv(
     for key in ("name", "accelerator", "kernel", "qmp", "monitor", "serial", "pidfile"):
         if not spec.get(key):
             raise _fail(key, spec.get(key), "is required")
-    for key in ("qmp", "monitor"):
-        if "," in str(spec[key]):
+    for key in ("qmp", "monitor", "events"):
+        if "," in str(spec.get(key) or ""):
             # The legacy chardev syntax (unix:PATH,server=on) has no escape for a comma.
             raise _fail(key, spec[key], "must not contain a comma")
     name = str(spec["name"])
@@ -178,6 +179,12 @@ def qemu_argv(
         f"unix:{spec['monitor']},server=on,wait=off",
         "-qmp",
         f"unix:{spec['qmp']},server=on,wait=off",
+    ]
+    if spec.get("events"):
+        # A second QMP monitor, for a recorder of QEMU's events: a QMP socket serves one
+        # client at a time, and the modules hold qmp.sock while they work.
+        argv += ["-qmp", f"unix:{spec['events']},server=on,wait=off"]
+    argv += [
         "-pidfile",
         spec["pidfile"],
         "-daemonize",

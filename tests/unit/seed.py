@@ -23,6 +23,7 @@ DIFFERENCES = {
 ADDED = {
     ("-name", "vm0"),
     ("-qmp", f"unix:{RUN}/qmp.sock,server=on,wait=off"),
+    ("-qmp", f"unix:{RUN}/events.sock,server=on,wait=off"),
     ("-pidfile", f"{RUN}/qemu.pid"),
     ("-daemonize", None),
 }

@@ -30,6 +30,7 @@ SEED_SPEC = {
         },
     ],
     "qmp": f"{RUN}/qmp.sock",
+    "events": f"{RUN}/events.sock",
     "monitor": f"{RUN}/monitor.sock",
     "serial": f"{RUN}/serial.log",
     "pidfile": f"{RUN}/qemu.pid",
@@ -102,6 +103,7 @@ def test_memory_option_is_in_kib_only_when_the_size_needs_it(value, option):
         ({"nics": [{"type": "bridge"}]}, "nics[0].type"),
         ({"drives": [{"format": "raw"}]}, "drives[0].file"),
         ({"qmp": "/run/q,x/qmp.sock"}, "qmp"),
+        ({"events": "/run/q,x/events.sock"}, "events"),
     ],
 )
 def test_bad_spec_is_refused_naming_the_key(change, named):
