@@ -17,6 +17,9 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from qmigrate.anatomy import anatomy, ping_silence
+from qmigrate.anatomy import lines as anatomy_lines
+
 PING_REPLY = re.compile(
     r"^\[(?P<at>[0-9.]+)\] [0-9]+ bytes from [^:]+: icmp_seq=(?P<seq>[0-9]+) "
     r"ttl=[0-9]+ time=(?P<rtt>[0-9.]+) ms"
@@ -104,6 +107,22 @@ def parse_counters(doc: dict[str, Any] | None, t0: float) -> dict[str, list[list
     return series
 
 
+def parse_capture(doc: dict[str, Any], t0: float) -> dict[str, Any]:
+    """A hypervisor's capture (runs of frames of each kind, each direction) with times in
+    seconds since T0."""
+    out = {k: v for k, v in doc.items() if k not in ("in", "out")}
+    for direction in ("in", "out"):
+        side = doc.get(direction) or {}
+        out[direction] = {
+            "frames": side.get("frames", 0),
+            "runs": {
+                kind: [[round(a - t0, 6), round(b - t0, 6), n] for a, b, n in runs]
+                for kind, runs in (side.get("runs") or {}).items()
+            },
+        }
+    return out
+
+
 def _read_json(path: Path) -> Any:
     try:
         text = path.read_text()
@@ -119,11 +138,28 @@ def ingest(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
     if window is None:
         raise ValueError(f"{probe}/window.json is missing: the probes did not run")
     opened = float(window["window_opened"])
-    t0 = float(record.get("migrate_started_epoch") or opened)
+    base = float(record.get("migrate_started_epoch") or opened)
     series: dict[str, Any] = {"counters": {}}
-    for job in window.get("jobs", []):
+    raws = [
+        (job, _read_json(probe / f"{job['name']}-{job['host']}.json"))
+        for job in window.get("jobs", [])
+    ]
+    # Each host's clock against the source's, as its probes measured it: its times are
+    # corrected by that offset, so every series is on the source's clock.
+    clocks = {
+        job["host"]: raw["clock"]
+        for job, raw in raws
+        if isinstance(raw, dict) and isinstance(raw.get("clock"), dict)
+    }
+    series["clocks"] = clocks
+
+    def zero(host: str) -> float:
+        return base + float((clocks.get(host) or {}).get("offset") or 0.0)
+
+    t0 = base
+    for job, raw in raws:
         name, host = job["name"], job["host"]
-        raw = _read_json(probe / f"{name}-{host}.json")
+        t0 = zero(host)
         if name == "client":
             raw = raw or {}
             if raw.get("ping") is not None or float(window["ping_interval"]) > 0:
@@ -141,8 +177,21 @@ def ingest(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
                 series["tcp"]["host"] = host
         elif name == "counters":
             series["counters"][host] = parse_counters(raw, t0)
+            raw = raw or {}
+            if raw.get("capture") is not None:
+                series.setdefault("captures", {})[host] = parse_capture(raw["capture"], t0)
+            if raw.get("qemu_events") is not None:
+                found = raw["qemu_events"]
+                series["destination_events"] = {
+                    "host": host,
+                    "error": found.get("error"),
+                    "events": [
+                        {**e, "t": round(float(e["t"]) - t0, 6)} for e in found.get("events", [])
+                    ],
+                }
     link = window.get("link")
     link_out = (link or {}).get("output") or {}
+    t0 = base
     return {
         "t0_epoch": t0,
         "window": {
@@ -324,8 +373,10 @@ def tcp_figures(tcp: dict[str, Any] | None, p: dict[str, Any], window: dict) -> 
 
 
 def ping_figures(ping: dict[str, Any] | None, p: dict[str, Any], interval: float) -> dict:
-    """Guest-observed downtime: the longest gap between two answered pings around the
-    migration (send times), less one probe interval; and what was lost there."""
+    """Guest-observed downtime around the migration: the longest time the client had a ping
+    waiting and received no reply, less the usual round trip; the longest gap between two
+    answered pings' send times (a client that stalls itself makes one too); and the pings
+    lost there."""
     if not ping:
         return {"measured": False}
     replies = ping["replies"]
@@ -340,6 +391,8 @@ def ping_figures(ping: dict[str, Any] | None, p: dict[str, Any], interval: float
         "rtt_max_ms": max((r[2] for r in replies), default=None),
         "gap_ms": None,
         "gap_from": None,
+        "silence_ms": None,
+        "silence_from": None,
         "lost_around_migration": None,
         "guest_downtime_ms": None,
         "answered_after_migration": None,
@@ -356,10 +409,13 @@ def ping_figures(ping: dict[str, Any] | None, p: dict[str, Any], interval: float
             f"migration ended at t={end:.1f} s (+{COVER_AFTER:g} s)"
         )
         return out
-    # The gap is sought around the switchover (the guest runs on during pre-copy), and
-    # measured against ping's actual pace, which falls behind its interval under load.
+    # Sought around the switchover (the guest runs on during pre-copy), with ping's actual
+    # pace, which falls behind its interval under load.
     switchover = p.get("switchover")
     lo = (switchover if switchover is not None else p["start"]) - DOWNTIME_MARGIN_BEFORE
+    # Not into the setup phase, whose own stall (QEMU setting up dirty tracking) the
+    # anatomy measures apart.
+    lo = max(lo, p.get("active") or lo)
     hi = (p.get("resumed") or end) + DOWNTIME_MARGIN_AFTER
     steps = [b[0] - a[0] for a, b in pairwise(replies) if b[1] == a[1] + 1]
     pace = max(interval, _median(steps) or interval)
@@ -381,8 +437,15 @@ def ping_figures(ping: dict[str, Any] | None, p: dict[str, Any], interval: float
         gap, a, b = best
         out["gap_ms"] = round(gap * 1000, 3)
         out["gap_from"] = a[0]
-        out["lost_around_migration"] = b[1] - a[1] - 1
-        out["guest_downtime_ms"] = round(max(0.0, gap - pace) * 1000, 3)
+    inside = [r[1] for r in replies if lo <= r[0] <= hi]
+    if inside:
+        out["lost_around_migration"] = max(inside) - min(inside) + 1 - len(inside)
+    silence = ping_silence(replies, lo, hi)
+    if silence is not None:
+        out["silence_ms"] = round(silence[0] * 1000, 3)
+        out["silence_from"] = round(silence[1], 6)
+        usual = out["rtt_median_ms"] or 0.0
+        out["guest_downtime_ms"] = round(max(0.0, silence[0] * 1000 - usual), 3)
     return out
 
 
@@ -470,6 +533,7 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
         "ping": ping,
         "wire": wire_figures(profile, p, qemu),
         "link": link_figures(window, link_bps, mig_bps, qemu_bps),
+        "anatomy": anatomy(record, p, ping),
     }
 
 
@@ -546,6 +610,8 @@ def summary(derived: dict[str, Any]) -> list[str]:
                 "-" if fraction is None else f"{fraction:.0%} of the link",
             )
         )
+    if "anatomy" in derived:
+        lines.extend(anatomy_lines(derived["anatomy"]))
     if derived["phases"].get("end") is None:
         lines.append("no migration in the probe window")
     elif not derived["window_covers_migration"]:

@@ -7,6 +7,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
+from qmigrate.anatomy import ANNOUNCE_KINDS, CLIENT_KINDS, GUEST_KINDS, MARKS
 from qmigrate.profile import COUNTER_FIELDS, derive, phase_spans, summary
 
 PHASE_COLOURS = {
@@ -15,7 +16,15 @@ PHASE_COLOURS = {
     "stop-and-copy": "#fb6a4a",
     "post-copy": "#fdae6b",
 }
-PLOTS = ("connection.png", "wire.png", "ram.png")
+PLOTS = ("connection.png", "wire.png", "ram.png", "anatomy.png")
+# The anatomy figure's lanes: (host role, direction, kinds, label).
+LANES = (
+    ("source", "out", (*GUEST_KINDS, *ANNOUNCE_KINDS), "source NIC: from the guest"),
+    ("source", "in", CLIENT_KINDS, "source NIC: to the guest"),
+    ("destination", "out", ANNOUNCE_KINDS, "destination NIC: announcements"),
+    ("destination", "out", GUEST_KINDS, "destination NIC: from the guest"),
+    ("destination", "in", CLIENT_KINDS, "destination NIC: to the guest"),
+)
 
 
 def _pyplot():
@@ -178,6 +187,148 @@ def plot_ram(record: dict[str, Any], derived: dict[str, Any], path: Path) -> Non
     plt.close(fig)
 
 
+def plot_anatomy(record: dict[str, Any], derived: dict[str, Any], path: Path) -> bool:
+    """The setup phase and the switchover up close: ping round trips and TCP throughput
+    over the frames each hypervisor's NIC saw, with the anatomy's marks. False (and no
+    file) when the run has no marks."""
+    a = derived.get("anatomy") or {}
+    marks = {k: v for k, v in (a.get("marks") or {}).items() if v is not None}
+    if not marks:
+        path.unlink(missing_ok=True)
+        return False
+    plt = _pyplot()
+    series = record["profile"]["series"]
+    window = record["profile"]["window"]
+    captures = series.get("captures") or {}
+    active = derived["phases"].get("active") or 0.0
+    stop = marks.get("source_stopped", active)
+    last = max(marks.values())
+    views = [("setup phase", -0.1, active + 0.1), ("switchover", stop - 0.08, last + 0.08)]
+    fig, axes = plt.subplots(
+        2, 2, figsize=(13, 6.5), layout="constrained", height_ratios=[3, 2], sharex="col"
+    )
+    replies = (series.get("ping") or {}).get("replies") or []
+    tcp = (series.get("tcp") or {}).get("intervals") or []
+    spans = phase_spans(derived["phases"])
+    colours = plt.get_cmap("tab10")
+    for col, (title, lo, hi) in enumerate(views):
+        top, lanes = axes[0][col], axes[1][col]
+        shown = [r for r in replies if lo - 1 <= r[0] <= hi]
+        top.plot(
+            [r[0] for r in shown], [r[2] for r in shown], ".", ms=4, color="#238b45",
+            label="ping RTT by send time",
+        )  # fmt: skip
+        top.set_yscale("log")
+        top.set_ylabel("ping round trip (ms)")
+        twin = top.twinx()
+        if tcp:
+            twin.step(
+                [i[0] for i in tcp], [i[3] / 1e6 for i in tcp], where="post", color="#08519c",
+                lw=1, alpha=0.6, label="TCP Mbit/s (100 ms)",
+            )  # fmt: skip
+        twin.set_ylim(bottom=0)
+        twin.set_ylabel("TCP (Mbit/s)")
+        top.set_title(title, fontsize=10)
+        for row, (role, direction, kinds, _label) in enumerate(LANES):
+            side = (captures.get(window[role]) or {}).get(direction) or {}
+            bars = [
+                (run[0], max(run[1] - run[0], 0.0004))
+                for kind in kinds
+                for run in (side.get("runs") or {}).get(kind, [])
+                if run[1] >= lo and run[0] <= hi
+            ]
+            lanes.broken_barh(bars, (row - 0.35, 0.7), color=colours(row))
+        lanes.set_yticks(range(len(LANES)), [lane[3] for lane in LANES], fontsize=7)
+        lanes.set_ylim(-0.6, len(LANES) - 0.4)
+        lanes.invert_yaxis()
+        lanes.set_xlabel("time since the migrate command (s)")
+        for ax in (top, lanes):
+            _shade(ax, spans, [], labels=False)
+            for n, (name, _what) in enumerate(MARKS):
+                at = marks.get(name)
+                if at is not None and lo <= at <= hi:
+                    ax.axvline(
+                        at, color=colours(n % 10), lw=1, ls="--",
+                        label=name.replace("_", " ") if ax is top else None,
+                    )  # fmt: skip
+            ax.set_xlim(lo, hi)
+        if col == 1:
+            top.legend(loc="upper left", bbox_to_anchor=(1.18, 1.0), fontsize=7)
+    fig.suptitle(f"{record.get('run_id', '')}: where the downtime goes", fontsize=10)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def anatomy_markdown(a: dict[str, Any]) -> list[str]:
+    """The anatomy's section of report.md."""
+    out = ["## Where the downtime goes", ""]
+    if not a.get("marks"):
+        return [*out, f"Not measured: {a.get('why_not', 'no marks')}.", ""]
+    names = a.get("mark_names") or dict(MARKS)
+    out += ["| mark | t (s) | what |", "|---|---|---|"]
+    for name, _what in MARKS:
+        at = a["marks"].get(name)
+        out.append(f"| {name} | {'-' if at is None else f'{at:.4f}'} | {names.get(name, '')} |")
+    out += ["", "| part | from | to | ms |", "|---|---|---|---|"]
+    for part in a["parts"]:
+        out.append(
+            f"| {part['name']} | {part['from']} | {part['to']} | {_num(part['ms'], '', 1)} |"
+        )
+    check = a.get("sum_vs_guest") or {}
+    resume = a.get("resume") or {}
+    tcp = a.get("tcp") or {}
+    setup = a.get("setup") or {}
+    ping = setup.get("ping") or {}
+    silent = setup.get("guest_silent") or {}
+    out += [
+        "",
+        f"- Sum of the parts: {_num(a.get('sum_ms'), ' ms', 1)}; guest-observed downtime "
+        f"{_num(a.get('guest_observed_ms'), ' ms', 1)} (difference "
+        f"{_num(check.get('difference_ms'), ' ms', 1)}; the pings around the stop were "
+        f"{_num(check.get('ping_interval_ms'), ' ms', 1)} apart, with the usual round trip).",
+        f"- Source STOP to destination RESUME: {_num(resume.get('stop_to_resume_ms'), ' ms', 1)};"
+        f" QEMU's downtime {_num(resume.get('qemu_downtime_ms'), ' ms')}.",
+        f"- TCP: moving again {_num(tcp.get('stalled_ms'), ' ms', 1)} after the stop, "
+        f"{_num(tcp.get('waited_after_path_ms'), ' ms', 1)} after the path to the destination "
+        f"was back; {tcp.get('segments_to_source_after_stop', 0)} of the client's segments "
+        "went to the stopped source after the stop"
+        + (
+            f", the last {_num(tcp.get('retransmission_gap_ms'), ' ms', 1)} before the first "
+            "that reached the destination."
+            if tcp.get("retransmission_gap_ms") is not None
+            else "."
+        ),
+    ]
+    if setup.get("measured"):
+        out.append(
+            f"- Setup phase ({_num(setup.get('setup_ms'), ' ms')}): the guest answered no ping "
+            f"for {_num(ping.get('unanswered_ms'), ' ms', 1)} (largest round trip "
+            f"{_num(ping.get('rtt_max_ms'), ' ms', 1)}) and sent nothing from the source's NIC "
+            f"for {_num(silent.get('ms'), ' ms', 1)}; before the migration, at most "
+            f"{_num((setup.get('ping_baseline') or {}).get('unanswered_ms'), ' ms', 1)} and "
+            f"{_num((setup.get('guest_silent_baseline') or {}).get('ms'), ' ms', 1)}."
+        )
+    clocks = a.get("clocks") or {}
+    if clocks:
+        out.append(
+            "- Clocks against the source's: "
+            + "; ".join(
+                f"{host} {_num(c.get('offset') and c['offset'] * 1e3, ' ms', 3)}"
+                f" +/- {_num(c.get('uncertainty') and c['uncertainty'] * 1e3, ' ms', 3)}"
+                if c.get("offset") is not None
+                else f"{host} not measured ({c.get('error')})"
+                for host, c in sorted(clocks.items())
+            )
+            + "."
+        )
+    if a.get("missing"):
+        out.append("- Marks missing: " + ", ".join(a["missing"]) + ".")
+    if a.get("out_of_order"):
+        out.append("- Out of order: " + "; ".join(a["out_of_order"]) + ".")
+    return [*out, "", "![Where the downtime goes](anatomy.png)", ""]
+
+
 def _verdict(tcp: dict[str, Any]) -> str:
     if not tcp.get("measured"):
         return "not measured"
@@ -227,10 +378,13 @@ def markdown(record: dict[str, Any], derived: dict[str, Any]) -> str:
         "|---|---|",
         _row("QEMU's downtime", _num(derived["downtime"]["qemu_ms"], " ms")),
         _row(
-            "guest-observed (longest ping gap less one interval)",
+            "guest-observed (longest time a ping waited with no reply, less the median RTT)",
             _num(derived["downtime"]["guest_observed_ms"], " ms", 1),
         ),
-        _row("longest ping gap around the migration", _num(ping.get("gap_ms"), " ms", 1)),
+        _row(
+            "longest gap between answered pings' send times",
+            _num(ping.get("gap_ms"), " ms", 1),
+        ),
         _row("pings lost around the switchover", _num(ping.get("lost_around_migration"))),
         _row(
             "pings sent / answered",
@@ -238,6 +392,7 @@ def markdown(record: dict[str, Any], derived: dict[str, Any]) -> str:
         ),
         _row("ping interval", f"{float(window['ping_interval']) * 1000:.0f} ms"),
         "",
+        *anatomy_markdown(derived.get("anatomy") or {}),
         "## TCP stream (iperf3, client to guest)",
         "| | |",
         "|---|---|",
@@ -305,6 +460,7 @@ def write_report(
     plot_connection(record, derived, run_dir / "connection.png")
     plot_wire(record, derived, run_dir / "wire.png")
     plot_ram(record, derived, run_dir / "ram.png")
+    plot_anatomy(record, derived, run_dir / "anatomy.png")
     path = run_dir / "report.md"
     path.write_text(markdown(record, derived))
     return path

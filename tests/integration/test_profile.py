@@ -1,5 +1,6 @@
 """Issue 5 on the lab: a profiled migration's series, figures and report, and what the
-report says when the guest's TCP stream does not survive."""
+report says when the guest's TCP stream does not survive; issue 16: where its downtime
+went (the anatomy), and QEMU's announcements as its announce-* parameters ask."""
 
 from __future__ import annotations
 
@@ -51,9 +52,13 @@ def test_profiled_migration_records_series_figures_and_report(pair):
     text = (LATEST / "report.md").read_text()
     assert "TCP stream survived" in text
     assert "| QEMU's downtime |" in text and "| guest-observed" in text
+    check_anatomy(record)
+    assert (
+        "## Where the downtime goes" in text and "![Where the downtime goes](anatomy.png)" in text
+    )
 
     # The report comes back from run.json alone.
-    for name in ("report.md", "connection.png", "wire.png", "ram.png"):
+    for name in ("report.md", "connection.png", "wire.png", "ram.png", "anatomy.png"):
         (LATEST / name).unlink()
     again = subprocess.run(
         [sys.executable, "-m", "qmigrate", "report", "latest", "--draw"],
@@ -65,7 +70,67 @@ def test_profiled_migration_records_series_figures_and_report(pair):
     )
     assert again.returncode == 0, again.stderr
     assert (LATEST / "report.md").read_text() == text
-    assert all((LATEST / name).stat().st_size > 20000 for name in ("connection.png", "wire.png"))
+    assert all(
+        (LATEST / name).stat().st_size > 20000
+        for name in ("connection.png", "wire.png", "anatomy.png")
+    )
+
+
+def check_anatomy(record: dict) -> dict:
+    """Issue 16: where the downtime of RECORD's migration went, from QEMU's events on both
+    sides, the captures on both NICs and the client's ping, on one clock."""
+    profile = record["profile"]
+    a = profile["derived"]["anatomy"]
+    window = profile["window"]
+    # Every mark, each within the probe window, in the order they must keep.
+    assert a["measured"] and a["missing"] == [], a
+    assert all(window["opened"] < t < window["closes"] for t in a["marks"].values()), a["marks"]
+    assert a["in_order"], a["out_of_order"]
+    # The destination's RESUME falls within QEMU's downtime of the source's STOP, give or
+    # take the tolerance (QEMU's downtime ends when the source has sent the last of its
+    # state; the RESUME comes once the destination has loaded it).
+    resume = a["resume"]
+    assert 0 < resume["stop_to_resume_ms"] <= resume["qemu_downtime_ms"] + resume["tolerance_ms"]
+    # The parts add up to the guest-observed downtime within the interval between the
+    # client's pings around the stop (the parts count from the stop, the client from its
+    # next ping), and their usual round trip.
+    check = a["sum_vs_guest"]
+    assert abs(check["difference_ms"]) <= check["ping_interval_ms"], a
+    assert sum(part["ms"] for part in a["parts"]) == pytest.approx(a["sum_ms"], abs=0.01)
+    # Both clocks were measured against the source's, and the lab shares one.
+    for host in (window["destination"], window["client"]):
+        clock = a["clocks"][host]
+        assert abs(clock["offset"]) <= clock["uncertainty"] + 0.0005, clock
+    # The TCP stream came back at the destination; the setup phase's stall was measured.
+    assert a["tcp"]["stalled_ms"] > 0
+    assert a["setup"]["measured"] and a["setup"]["guest_silent"]["ms"] > 0
+    return a
+
+
+def test_announcements_follow_the_announce_parameters(pair):
+    """QEMU announces the guest from the destination announce-rounds times (a RARP in its
+    name, and the virtio-net guest's own gratuitous ARP each round), announce-initial ms
+    apart at first; given as -e strings, as a user would."""
+    migrate = run_playbooks("migrate.yml")
+    assert migrate.rc == 0, migrate.text[-4000:]
+    back = run_playbooks(
+        "migrate.yml",
+        extra_vars={
+            "qmigrate_reverse": "true",
+            "migration_parameters": {"announce-rounds": "2", "announce-initial": "20"},
+        },
+    )
+
+    assert back.rc == 0, back.text[-4000:]
+    record = latest_run()
+    assert record["destination"] == "labsrc"
+    assert record["parameters"]["announce-rounds"] == 2
+    check_anatomy(record)
+    runs = record["profile"]["series"]["captures"]["labsrc"]["out"]["runs"]
+    rarps = [run[0] for run in runs["rarp"]]
+    assert len(rarps) == 2, runs["rarp"]
+    assert 0.015 <= rarps[1] - rarps[0] <= 0.2
+    assert len(runs["garp"]) == 2, runs["garp"]
 
 
 def test_a_stream_cut_at_the_destination_is_reported_as_broken(pair):

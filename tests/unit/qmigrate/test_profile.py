@@ -92,6 +92,43 @@ def test_ingest_rebuilds_the_series_from_the_raw_probe_output(record, tmp_path):
     assert rebuilt["verification"]["migration_completed"] is True
 
 
+def test_each_hosts_times_are_corrected_by_its_measured_clock_offset(record, tmp_path):
+    """A client whose clock runs 0.25 s ahead of the source's, and a destination 0.1 s
+    behind: their series land where the source's clock puts them."""
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    for name, offset in (("client-labclient.json", 0.25), ("counters-labdst.json", -0.1)):
+        path = run / "probe" / name
+        raw = json.loads(path.read_text())
+        raw["clock"] = {**raw["clock"], "offset": offset}
+        path.write_text(json.dumps(raw))
+
+    profile_run(run, draw=False)
+
+    series = json.loads((run / "run.json").read_text())["profile"]["series"]
+    stored = record["profile"]["series"]
+    old_client = stored["clocks"]["labclient"]["offset"]
+    old_dst = stored["clocks"]["labdst"]["offset"]
+    assert series["clocks"]["labclient"]["offset"] == 0.25
+    first, was = series["ping"]["replies"][0][0], stored["ping"]["replies"][0][0]
+    assert first == pytest.approx(was - (0.25 - old_client), abs=2e-6)
+    resume = [e["t"] for e in series["destination_events"]["events"] if e["event"] == "RESUME"]
+    was = [e["t"] for e in stored["destination_events"]["events"] if e["event"] == "RESUME"]
+    assert resume[0] == pytest.approx(was[0] + 0.1 + old_dst, abs=2e-6)
+    rarp = series["captures"]["labdst"]["out"]["runs"]["rarp"][0][0]
+    was = stored["captures"]["labdst"]["out"]["runs"]["rarp"][0][0]
+    assert rarp == pytest.approx(was + 0.1 + old_dst, abs=2e-6)
+    # The source's own series stay as they were.
+    assert series["counters"]["labsrc"] == stored["counters"]["labsrc"]
+
+
+def test_the_stored_run_has_its_downtime_anatomy(record):
+    a = derive(record)["anatomy"]
+    assert a["measured"] and a["in_order"] and a["sum_vs_guest"]["within_ping_interval"]
+    assert a["resume"]["within_downtime"]
+    assert derive(record)["ping"]["guest_downtime_ms"] == a["guest_observed_ms"]
+
+
 def test_a_stream_that_stops_at_the_switchover_did_not_survive(record):
     end = phases(record)["end"]
     tcp = record["profile"]["series"]["tcp"]
@@ -236,7 +273,8 @@ def _shift_migration(record: dict, seconds: float) -> None:
 
 
 def test_a_migration_that_outlasts_the_probes_is_not_judged(record):
-    _shift_migration(record, 6.0)
+    # Ends at the window's close, not a second before it.
+    _shift_migration(record, record["profile"]["window"]["closes"])
     d = derive(record)
     assert d["tcp"]["survived"] is None
     assert d["tcp"]["why_not"][0].startswith("not measured: the stream was to end")
