@@ -115,7 +115,13 @@ def measured(
             if host in watch.threads
         }
         out.update(
-            guest_downtime_ms=ping_gap(watch.ping_text, start, end),
+            guest_downtime_ms=ping_gap(
+                watch.ping_text,
+                start,
+                end,
+                (qemu.get("downtime_ms") or 0) / 1000,
+                (qemu.get("setup_time_ms") or 0) / 1000,
+            ),
             transferred_mib=round(sent / 2**20, 1),
             throughput_mbps=round(sent * 8 / total_s / 1e6, 1),
             **{

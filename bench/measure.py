@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import signal
@@ -23,23 +22,30 @@ from bench.lab import (
     cpu_times,
     netns,
 )
+from qmigrate.profile import parse_ping, ping_figures
 
 PING_INTERVAL = 0.01
 REPLY = re.compile(r"^\[(\d+\.\d+)\] \d+ bytes from ")
 
 
-def ping_gap(text: str, start: float, end: float) -> float | None:
-    """Guest-observed downtime in ms: the longest time between two ping replies from
-    START to END (epoch seconds) less one interval; None without replies on both sides."""
-    times = [float(m[1]) for m in map(REPLY.match, text.splitlines()) if m]
-    before = [t for t in times if t < start]
-    inside = [t for t in times if start <= t <= end]
-    after = [t for t in times if t > end]
-    if not before or not after:
-        return None
-    span = [before[-1], *inside, after[0]]
-    gap = max(b - a for a, b in itertools.pairwise(span))
-    return round(max(gap - PING_INTERVAL, 0.0) * 1000, 1)
+def ping_gap(
+    text: str, start: float, end: float, downtime_s: float, setup_s: float
+) -> float | None:
+    """Guest-observed downtime in ms, as a run's profile measures it (qmigrate.profile's
+    ping_figures): the longest time the client had a ping waiting and heard nothing, of
+    those that began around the switchover (not in the setup phase, whose stall is its own),
+    less the usual round trip. START and END are the migration's (epoch seconds), DOWNTIME_S
+    and SETUP_S QEMU's; None without replies after the migration."""
+    ping = parse_ping(text, 0.0)
+    switchover = end - downtime_s
+    phases = {
+        "start": start,
+        "active": start + setup_s,
+        "switchover": switchover,
+        "resumed": end,
+        "end": end,
+    }
+    return ping_figures(ping, phases, PING_INTERVAL).get("guest_downtime_ms")
 
 
 class Pinger:

@@ -20,11 +20,13 @@ from bench.table import groups, overhead_lines, render, spread, summarise
 from qmigrate.campaign import parse
 
 
-def ping_output(times: list[float]) -> str:
+def ping_output(times: list[float], lost: tuple[float, float] = (0, 0), rtt: float = 0.4) -> str:
+    """ping -D's output for pings sent at TIMES, those sent within LOST never answered."""
     lines = ["PING 10.10.1.100 (10.10.1.100) 56(84) bytes of data."]
     lines += [
-        f"[{t:.6f}] 64 bytes from 10.10.1.100: icmp_seq={i} ttl=64 time=0.4 ms"
+        f"[{t + rtt / 1000:.6f}] 64 bytes from 10.10.1.100: icmp_seq={i} ttl=64 time={rtt} ms"
         for i, t in enumerate(times, 1)
+        if not lost[0] <= t < lost[1]
     ]
     lines.append(
         f"[{times[-1] + 0.01:.6f}] From 10.10.1.3 icmp_seq=99 Destination Host Unreachable"
@@ -32,28 +34,30 @@ def ping_output(times: list[float]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def test_ping_gap_is_the_longest_silence_around_the_migration_less_one_interval():
-    before = [100 + 0.01 * i for i in range(100)]  # replies every 10 ms up to 100.99
-    after = [101.5 + 0.01 * i for i in range(50)]  # silent for 0.51 s, then replies again
+def test_ping_gap_is_the_guests_silence_at_the_switchover():
+    """Pings every 10 ms; the migration from 100.0 (setup until 100.2) to 101.2 with 50 ms
+    of downtime; those sent from 101.15 to 101.65 lost: 0.5 s of silence."""
+    sends = [100 + 0.01 * i for i in range(200)]
 
-    gap = ping_gap(ping_output(before + after), start=100.5, end=101.2)
+    gap = ping_gap(ping_output(sends, lost=(101.145, 101.645)), 100.0, 101.2, 0.05, 0.2)
 
     assert gap == pytest.approx(500, abs=0.5)
 
 
-def test_ping_gap_ignores_silences_outside_the_migration():
-    replies = [100 + 0.01 * i for i in range(50)] + [102 + 0.01 * i for i in range(300)]
+def test_ping_gap_leaves_the_setup_phases_stall_and_the_clients_own_pauses_out():
+    """No answer for 0.3 s during the setup phase, and a client that sent nothing for 0.4 s
+    after the migration: neither is the switchover's."""
+    sends = [100 + 0.01 * i for i in range(40)] + [100.8 + 0.01 * i for i in range(100)]
 
-    gap = ping_gap(ping_output(replies), start=103, end=104)
+    gap = ping_gap(ping_output(sends, lost=(100.01, 100.3)), 100.0, 101.0, 0.02, 0.35)
 
     assert gap == pytest.approx(0, abs=0.5)
 
 
-def test_ping_gap_needs_replies_on_both_sides():
+def test_ping_gap_needs_replies_after_the_migration():
     replies = [100 + 0.01 * i for i in range(50)]
 
-    assert ping_gap(ping_output(replies), start=100.2, end=101) is None
-    assert ping_gap(ping_output(replies), start=99, end=99.5) is None
+    assert ping_gap(ping_output(replies), 100.2, 101, 0.01, 0.1) is None
 
 
 def _spin(seconds: float) -> None:
@@ -402,7 +406,13 @@ def test_a_campaign_run_is_measured_from_its_records_times():
     started = 1000.0  # the migrate command; QEMU's total 0.5 s
     record = {
         "migrate_started_epoch": str(started),
-        "qemu": {"total_time_ms": 500, "transferred_bytes": 50 * 2**20, "duplicate_pages": 9},
+        "qemu": {
+            "total_time_ms": 500,
+            "downtime_ms": 40,
+            "setup_time_ms": 100,
+            "transferred_bytes": 50 * 2**20,
+            "duplicate_pages": 9,
+        },
         "timeline": [{"dirty_pages_rate": 256}, {"dirty_pages_rate": 512}, {}],
     }
     row = {
@@ -423,10 +433,10 @@ def test_a_campaign_run_is_measured_from_its_records_times():
     }
     migration = {"live_migration": ("live_migration", 0.0, 0.0)}
     watch = SimpleNamespace(
-        # replies every 10 ms, silent for 0.3 s in the switchover
+        # pings every 10 ms, those sent in the switchover's 0.3 s lost
         ping_text=ping_output(
-            [started - 1 + 0.01 * i for i in range(140)]
-            + [started + 0.7 + 0.01 * i for i in range(100)]
+            [started - 1 + 0.01 * i for i in range(270)],
+            lost=(started + 0.395, started + 0.695),
         ),
         threads={
             "labdst": Samples(
