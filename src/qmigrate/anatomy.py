@@ -57,7 +57,7 @@ ORDER = (
 # The parts of the guest-observed gap, each between two marks.
 PARTS = (
     ("waiting_before_stop", "client_waiting", "source_stopped"),
-    ("qemu_downtime", "source_stopped", "destination_resumed"),
+    ("stop_to_resume", "source_stopped", "destination_resumed"),
     ("until_announced", "destination_resumed", "first_announce"),
     ("until_guest_spoke", "first_announce", "first_guest_frame"),
     ("until_answered", "first_guest_frame", "first_ping_answered"),
@@ -130,9 +130,13 @@ def ping_silences(replies: list[list[float]]) -> list[tuple[float, float]]:
     request's send time is put between its answered neighbours'."""
     by_seq = sorted(replies, key=lambda r: r[1])
     requests = [(r[0], r[0] + r[2] / 1000.0) for r in by_seq]
-    for a, b in pairwise(by_seq):
+    # A lost request waited until the first reply to a later one.
+    earliest = [q[1] for q in requests]
+    for i in range(len(earliest) - 2, -1, -1):
+        earliest[i] = min(earliest[i], earliest[i + 1])
+    for i, (a, b) in enumerate(pairwise(by_seq)):
         for k in range(a[1] + 1, b[1]):
-            requests.append((a[0] + (b[0] - a[0]) * (k - a[1]) / (b[1] - a[1]), float("inf")))
+            requests.append((a[0] + (b[0] - a[0]) * (k - a[1]) / (b[1] - a[1]), earliest[i + 1]))
     requests.sort(key=lambda q: q[1])
     # The earliest send time among requests answered at or after each reply (or never).
     first_sent = [0.0] * len(requests)
@@ -143,8 +147,6 @@ def ping_silences(replies: list[list[float]]) -> list[tuple[float, float]]:
     found = []
     for i in range(1, len(requests)):
         prev, end = requests[i - 1][1], requests[i][1]
-        if end == float("inf"):
-            break
         start = max(prev, first_sent[i])
         if start < end:
             found.append((start, end))
@@ -182,7 +184,10 @@ def anatomy(record: dict[str, Any], p: dict[str, Any], ping: dict[str, Any]) -> 
     captures = series.get("captures") or {}
     dst_events = (series.get("destination_events") or {}).get("events") or []
     out: dict[str, Any] = {"measured": False, "marks": {}, "missing": [], "parts": []}
-    if record.get("status") not in (None, "completed") or p.get("end") is None:
+    if p.get("end") is None:
+        out["why_not"] = "no migration in the probe window"
+        return out
+    if record.get("status") not in (None, "completed"):
         out["why_not"] = "the migration did not complete"
         return out
     if source == destination:

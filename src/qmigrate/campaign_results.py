@@ -39,7 +39,10 @@ COLUMNS: dict[str, str] = {
     "throughput_mbps": "QEMU's throughput, Mbit/s",
     "passes": "dirty-sync passes over RAM (QEMU's dirty-sync-count)",
     "overhead_s": "wall_s minus QEMU's total time and the probe window: what running it cost",
-    "guest_downtime_ms": "the longest time the guest did not answer pings (probes on)",
+    "guest_downtime_ms": (
+        "the longest time a ping waited with no reply around the switchover, less the usual"
+        " round trip (probes on)"
+    ),
     "pings_lost": "pings lost around the migration (probes on)",
     "tcp_stalled_s": "the longest time the TCP stream moved nothing (probes on)",
     "tcp_survived": "whether the TCP stream to the guest survived (probes on)",

@@ -119,7 +119,7 @@ def test_every_mark_is_found_in_order_and_the_parts_add_up():
     assert parts == pytest.approx(
         {
             "waiting_before_stop": 0.0,
-            "qemu_downtime": 15.0,
+            "stop_to_resume": 15.0,
             "until_announced": 1.0,
             "until_guest_spoke": 44.3,
             "until_answered": 0.2,
@@ -232,7 +232,7 @@ def test_the_anatomy_is_drawn_and_written(tmp_path):
     text = "\n".join(anatomy_markdown(derived["anatomy"]))
 
     assert (tmp_path / "anatomy.png").stat().st_size > 20000
-    assert "| qemu_downtime | source_stopped | destination_resumed | 15.0 |" in text
+    assert "| stop_to_resume | source_stopped | destination_resumed | 15.0 |" in text
     assert "Sum of the parts: 60.5 ms" in text
 
 
