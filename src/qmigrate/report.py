@@ -288,7 +288,10 @@ def anatomy_markdown(a: dict[str, Any]) -> list[str]:
         f"{_num(check.get('difference_ms'), ' ms', 1)}; the pings around the stop were "
         f"{_num(check.get('ping_interval_ms'), ' ms', 1)} apart, with the usual round trip).",
         f"- Source STOP to destination RESUME: {_num(resume.get('stop_to_resume_ms'), ' ms', 1)};"
-        f" QEMU's downtime {_num(resume.get('qemu_downtime_ms'), ' ms')}.",
+        f" QEMU's downtime {_num(resume.get('qemu_downtime_ms'), ' ms')} (STOP to the source's"
+        f" completion: {_num(resume.get('stop_to_completed_ms'), ' ms', 1)}): the guest ran"
+        f" again {_num(resume.get('beyond_downtime_ms'), ' ms', 1)} after QEMU's downtime"
+        " ended.",
         f"- TCP: moving again {_num(tcp.get('stalled_ms'), ' ms', 1)} after the stop, "
         f"{_num(tcp.get('waited_after_path_ms'), ' ms', 1)} after the path to the destination "
         f"was back; {tcp.get('segments_to_source_after_stop', 0)} of the client's segments "

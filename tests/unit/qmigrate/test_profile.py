@@ -125,7 +125,7 @@ def test_each_hosts_times_are_corrected_by_its_measured_clock_offset(record, tmp
 def test_the_stored_run_has_its_downtime_anatomy(record):
     a = derive(record)["anatomy"]
     assert a["measured"] and a["in_order"] and a["sum_vs_guest"]["within_ping_interval"]
-    assert a["resume"]["within_downtime"]
+    assert a["resume"]["downtime_matches_events"]
     assert derive(record)["ping"]["guest_downtime_ms"] == a["guest_observed_ms"]
 
 
