@@ -9,8 +9,21 @@ import copy
 import pytest
 
 from qmigrate.anatomy import anatomy, ping_silence, ping_silences
-from qmigrate.profile import phases, ping_figures
+from qmigrate.profile import parse_capture, phases, ping_figures
 from qmigrate.report import anatomy_markdown, plot_anatomy
+from tests.unit.frames import (
+    CLIENT,
+    CLIENT_MAC,
+    GUEST,
+    GUEST_MAC,
+    ether,
+    icmp,
+    ipv4,
+    probe_program,
+    switchover_frames,
+    tcp,
+    write_pcap,
+)
 
 STOP, RESUME = 0.500, 0.515
 
@@ -285,3 +298,48 @@ def test_a_lost_request_waits_until_the_next_reply():
     # The first lost ping was sent at 0.50 (put between its answered neighbours); the next
     # reply came at 0.5605.
     assert start == pytest.approx(0.5) and silence == pytest.approx(0.0605)
+
+
+# ---------------------------------------------------------------------------- from captures
+
+
+def test_marks_come_from_captures_written_as_tcpdump_writes_them(tmp_path):
+    """Both hypervisors' captures as pcap files, reduced by the probe program as on the
+    hosts, put on the migrate command's clock by profile.parse_capture: the marks are the
+    frames' own times."""
+    probe = probe_program()
+    t0 = 1_800_000_000.0  # the migrate command, epoch seconds
+    src_out = [
+        (t0 + 0.49, ether(CLIENT_MAC, GUEST_MAC, 0x0800, ipv4(GUEST, CLIENT, 1, icmp(0)))),
+        (t0 + 0.498, ether(CLIENT_MAC, GUEST_MAC, 0x0800, ipv4(GUEST, CLIENT, 6, tcp(0)))),
+    ]
+    dst_out = switchover_frames(t0 + 0.516)
+    dst_in = [
+        (t0 + 0.5305, ether(GUEST_MAC, CLIENT_MAC, 0x0800, ipv4(CLIENT, GUEST, 1, icmp(8)))),
+        (t0 + 0.72, ether(GUEST_MAC, CLIENT_MAC, 0x0800, ipv4(CLIENT, GUEST, 6, tcp(1448)))),
+    ]
+    captures = {}
+    for host, sides in (
+        ("labsrc", {"out": src_out, "in": []}),
+        ("labdst", {"out": dst_out, "in": dst_in}),
+    ):
+        doc = {}
+        for direction, frames in sides.items():
+            path = tmp_path / f"{host}-{direction}.pcap"
+            write_pcap(path, frames)
+            read = list(probe.pcap_frames(str(path)))
+            doc[direction] = {
+                "frames": len(read),
+                "runs": probe.reduce_frames(read, GUEST, {GUEST_MAC}),
+            }
+        captures[host] = parse_capture(doc, t0)
+    rec = record()
+    rec["profile"]["series"]["captures"] = captures
+
+    marks = derive_anatomy(rec)["marks"]
+
+    assert marks["last_source_frame"] == pytest.approx(0.498)
+    assert marks["first_announce"] == pytest.approx(0.516)  # QEMU's RARP
+    assert marks["path_restored"] == pytest.approx(0.5305)
+    assert marks["first_guest_frame"] == pytest.approx(0.526)  # the guest's first reply
+    assert marks["tcp_resumed"] == pytest.approx(0.72)
