@@ -46,6 +46,20 @@ COLUMNS: dict[str, str] = {
     "pings_lost": "pings lost around the migration (probes on)",
     "tcp_stalled_s": "the longest time the TCP stream moved nothing (probes on)",
     "tcp_survived": "whether the TCP stream to the guest survived (probes on)",
+    "beyond_downtime_ms": (
+        "how long after QEMU's downtime ended the destination resumed the guest (probes on:"
+        " the downtime's anatomy)"
+    ),
+    "announced_ms": (
+        "from the destination's RESUME to QEMU's first announcement of the guest (probes on)"
+    ),
+    "guest_spoke_ms": (
+        "from that announcement to the guest's own first frame from the destination (probes on)"
+    ),
+    "tcp_back_ms": "from the source's STOP to the TCP stream reaching the destination (probes on)",
+    "setup_stall_ms": (
+        "the longest time the guest answered no ping in QEMU's setup phase (probes on)"
+    ),
     "verified": "every verification of the record held",
     "error": "why the run failed",
 }
@@ -58,6 +72,7 @@ METRICS: dict[str, tuple[str, str]] = {
     "transferred_bytes": ("sent", "bytes"),
     "passes": ("passes", ""),
     "tcp_stalled_s": ("TCP stall", "s"),
+    "setup_stall_ms": ("setup-phase stall", "ms"),
     "overhead_s": ("per-migration cost", "s"),
 }
 BOOTSTRAP_RESAMPLES = 2000
@@ -70,6 +85,12 @@ def _dig(record: dict, *path: str) -> Any:
             return None
         value = value.get(key)
     return value
+
+
+def _part(derived: dict, name: str) -> float | None:
+    """One part of the downtime's anatomy, in ms."""
+    parts = _dig(derived, "anatomy", "parts") or []
+    return next((part["ms"] for part in parts if part.get("name") == name), None)
 
 
 def row(run: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
@@ -106,6 +127,11 @@ def row(run: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
         "pings_lost": _dig(derived, "ping", "lost_around_migration"),
         "tcp_stalled_s": _dig(derived, "tcp", "stalled_seconds"),
         "tcp_survived": _dig(derived, "tcp", "survived"),
+        "beyond_downtime_ms": _dig(derived, "anatomy", "resume", "beyond_downtime_ms"),
+        "announced_ms": _part(derived, "until_announced"),
+        "guest_spoke_ms": _part(derived, "until_guest_spoke"),
+        "tcp_back_ms": _dig(derived, "anatomy", "tcp", "stalled_ms"),
+        "setup_stall_ms": _dig(derived, "anatomy", "setup", "ping", "unanswered_ms"),
         "verified": bool(verification) and all(v for v in verification.values() if v is not None),
         "error": record.get("error") or "",
     }

@@ -43,6 +43,15 @@ def record(total_ms: int, *, status: str = "completed", profiled: bool = False) 
                 "downtime": {"guest_observed_ms": 85.2},
                 "ping": {"lost_around_migration": 4},
                 "tcp": {"stalled_seconds": 0.3, "survived": True},
+                "anatomy": {
+                    "resume": {"beyond_downtime_ms": 12.5},
+                    "parts": [
+                        {"name": "until_announced", "ms": 0.3},
+                        {"name": "until_guest_spoke", "ms": 38.9},
+                    ],
+                    "tcp": {"stalled_ms": 137.1},
+                    "setup": {"ping": {"unanswered_ms": 225.7}},
+                },
             },
         }
     return made
@@ -66,6 +75,10 @@ def test_a_row_has_every_column_from_the_record_and_the_campaign():
     assert got["total_ms"] == 900 and got["passes"] == 3 and got["throughput_mbps"] == 1300.5
     assert got["guest_downtime_ms"] == 85.2 and got["pings_lost"] == 4
     assert got["tcp_stalled_s"] == 0.3 and got["tcp_survived"] is True
+    # where the downtime went (the anatomy)
+    assert got["beyond_downtime_ms"] == 12.5 and got["announced_ms"] == 0.3
+    assert got["guest_spoke_ms"] == 38.9 and got["tcp_back_ms"] == 137.1
+    assert got["setup_stall_ms"] == 225.7
     # what running it cost: the wall time less QEMU's time and the probe window
     assert got["overhead_s"] == pytest.approx(20.0 - 0.9 - 15.0)
     assert got["verified"] is True and got["error"] == ""
