@@ -195,6 +195,12 @@ def anatomy(record: dict[str, Any], p: dict[str, Any], ping: dict[str, Any]) -> 
     if record.get("status") not in (None, "completed"):
         out["why_not"] = "the migration did not complete"
         return out
+    if p.get("postcopy") is not None:
+        out["why_not"] = (
+            "a postcopy migration: the destination runs the guest before the source has sent"
+            " all of it, so its stop is not pre-copy's switchover"
+        )
+        return out
     if source == destination:
         out["why_not"] = "a same-host migration: the guest's frames never leave the host's bridge"
         return out

@@ -241,6 +241,12 @@ def test_no_anatomy_without_a_completed_stop(change, why):
     assert not a["measured"] and why in a["why_not"]
 
 
+def test_a_postcopy_migration_has_no_anatomy():
+    rec = record()
+    rec["events"].insert(2, {"t": 0.3, "event": "MIGRATION", "data": {"status": "postcopy-active"}})
+    assert "postcopy" in derive_anatomy(rec)["why_not"]
+
+
 def test_a_same_host_migration_has_no_anatomy():
     rec = record()
     rec["profile"]["window"]["destination"] = "labsrc"
