@@ -16,6 +16,7 @@ and the client's were corrected by the offsets their probes measured (profile.in
 
 from __future__ import annotations
 
+import math
 from itertools import pairwise
 from typing import Any
 
@@ -123,39 +124,53 @@ def ping_sends(replies: list[list[float]]) -> list[float]:
     return sorted(sends)
 
 
-def ping_silences(replies: list[list[float]]) -> list[tuple[float, float]]:
-    """Every time the client received no reply while it had a ping waiting for one, as
-    (start, end) in seconds.
+def silences(requests: list[tuple[float, float | None]]) -> list[tuple[float, float]]:
+    """Every time no reply came while a request waited for one, as (start, end), from
+    REQUESTS (sent, replied) in the order they were sent; REPLIED is None for one never
+    answered (lost, failed, timed out), which waited until the first reply to a request
+    sent after it.
 
     A silence starts at the last reply before it, or later at the send time of the first
-    request still unanswered then (lost, or answered late: a request queued in the guest's
-    NIC when the source stopped is answered from the destination), and ends at the next
-    reply. A client that sent nothing for a while (its own stall) keeps no ping waiting,
-    so that is no silence of the guest's. REPLIES are [sent, seq, rtt_ms]; a lost
-    request's send time is put between its answered neighbours'."""
-    by_seq = sorted(replies, key=lambda r: r[1])
-    requests = [(r[0], r[0] + r[2] / 1000.0) for r in by_seq]
-    # A lost request waited until the first reply to a later one.
-    earliest = [q[1] for q in requests]
-    for i in range(len(earliest) - 2, -1, -1):
-        earliest[i] = min(earliest[i], earliest[i + 1])
-    for i, (a, b) in enumerate(pairwise(by_seq)):
-        for k in range(a[1] + 1, b[1]):
-            requests.append((a[0] + (b[0] - a[0]) * (k - a[1]) / (b[1] - a[1]), earliest[i + 1]))
-    requests.sort(key=lambda q: q[1])
-    # The earliest send time among requests answered at or after each reply (or never).
-    first_sent = [0.0] * len(requests)
-    low = float("inf")
-    for i in range(len(requests) - 1, -1, -1):
-        low = min(low, requests[i][0])
+    request still unanswered then, and ends at the next reply. A client that sent nothing
+    for a while (its own stall) keeps no request waiting: that is no silence."""
+    done = [math.inf if replied is None else replied for _sent, replied in requests]
+    earliest = math.inf
+    for i in range(len(done) - 1, -1, -1):
+        if requests[i][1] is None:
+            done[i] = earliest
+        earliest = min(earliest, done[i])
+    by_reply = sorted(zip((sent for sent, _ in requests), done, strict=True), key=lambda q: q[1])
+    # The earliest send time among requests answered at or after each reply.
+    first_sent = [0.0] * len(by_reply)
+    low = math.inf
+    for i in range(len(by_reply) - 1, -1, -1):
+        low = min(low, by_reply[i][0])
         first_sent[i] = low
     found = []
-    for i in range(1, len(requests)):
-        prev, end = requests[i - 1][1], requests[i][1]
+    for i in range(1, len(by_reply)):
+        prev, end = by_reply[i - 1][1], by_reply[i][1]
         start = max(prev, first_sent[i])
-        if start < end:
+        if start < end < math.inf:
             found.append((start, end))
     return found
+
+
+def ping_silences(replies: list[list[float]]) -> list[tuple[float, float]]:
+    """The SILENCES of the client's pings: REPLIES are ping's [sent, seq, rtt_ms]; a lost
+    ping's send time is put between its answered neighbours'. A request queued in the
+    guest's NIC when the source stopped, answered late from the destination, keeps the
+    client waiting as a lost one does."""
+    by_seq = sorted(replies, key=lambda r: r[1])
+    requests: list[tuple[float, float | None]] = []
+    for a, b in pairwise(by_seq):
+        requests.append((a[0], a[0] + a[2] / 1000.0))
+        requests += [
+            (a[0] + (b[0] - a[0]) * (k - a[1]) / (b[1] - a[1]), None) for k in range(a[1] + 1, b[1])
+        ]
+    if by_seq:
+        last = by_seq[-1]
+        requests.append((last[0], last[0] + last[2] / 1000.0))
+    return silences(requests)
 
 
 def ping_silence(replies: list[list[float]], lo: float, hi: float) -> tuple[float, float] | None:
