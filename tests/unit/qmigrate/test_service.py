@@ -1,0 +1,103 @@
+"""Unit tests for a service's figures from an open-loop client's request log
+(src/qmigrate/service.py): synthetic logs with a stall, errors and reconnects."""
+
+from __future__ import annotations
+
+import pytest
+
+from qmigrate.service import percentile, service_figures, throughput
+
+
+def log(
+    rate: float = 1000.0,
+    lo: float = -2.0,
+    hi: float = 3.0,
+    latency: float = 0.0005,
+    stall: tuple[float, float] | None = None,
+    failed: tuple[float, float] | None = None,
+) -> list[list]:
+    """Requests sent every 1/RATE s from LO to HI, answered in LATENCY s; those sent in
+    STALL answered only when it ends; those sent in FAILED answered with an error."""
+    out = []
+    n = round((hi - lo) * rate)
+    for i in range(n):
+        sent = round(lo + i / rate, 6)
+        key = f"user{i % 100}"
+        if failed and failed[0] <= sent < failed[1]:
+            out.append([sent, None, "read", key, "error"])
+        elif stall and stall[0] <= sent < stall[1]:
+            out.append([sent, stall[1] + latency, "read", key, "ok"])
+        else:
+            out.append([sent, sent + latency, "update" if i % 2 else "read", key, "ok"])
+    return out
+
+
+def test_percentiles_are_nearest_rank():
+    values = list(range(1, 1001))
+    assert percentile(values, 50) == 500
+    assert percentile(values, 99) == 990
+    assert percentile(values, 99.9) == 999
+    assert percentile([], 50) is None
+
+
+def test_a_stall_during_the_migration_shows_in_every_figure():
+    figures = service_figures(log(stall=(0.5, 0.6)), end=1.0)
+
+    before, during, after = (figures["periods"][p] for p in ("before", "during", "after"))
+    assert before["p50_ms"] == pytest.approx(0.5) and before["max_ms"] == pytest.approx(0.5)
+    assert after["p99_ms"] == pytest.approx(0.5)
+    # The request sent as the stall began waited all of it.
+    assert during["max_ms"] == pytest.approx(100.5)
+    # 1001 requests sent from 0 to 1.0 s, 100 of them in the stall: the 11th longest
+    assert during["p99_ms"] == pytest.approx(90.5)
+    assert figures["longest_silence_ms"] == pytest.approx(100.5)
+    assert figures["longest_silence_from"] == pytest.approx(0.5)
+    # Past 10x the pre-migration p99 (5 ms): those sent in the stall's first 95.5 ms.
+    assert figures["delay_limit_ms"] == pytest.approx(5.0)
+    assert figures["delayed"] == 96
+    assert figures["failed"] == 0 and figures["timed_out"] == 0
+
+
+def test_throughput_per_100_ms_drops_to_nothing_in_a_stall_and_catches_up():
+    figures = service_figures(log(stall=(0.5, 0.7)), end=1.0)
+    rates = dict((round(t, 1), r) for t, r in figures["throughput"])
+
+    assert rates[0.3] == pytest.approx(1000.0)
+    assert rates[0.5] == 0.0 and rates[0.6] == 0.0
+    # The 200 requests of the stall answered at once, beside the bin's own 100.
+    assert rates[0.7] == pytest.approx(3000.0)
+
+
+def test_failed_requests_are_counted_and_kept_waiting_until_the_next_reply():
+    figures = service_figures(log(failed=(0.2, 0.25)), end=1.0, reconnects=[[0.2, 0.25]])
+
+    assert figures["failed"] == 50 and figures["periods"]["during"]["failed"] == 50
+    assert figures["periods"]["during"]["answered"] == 1001 - 50
+    # From the first failed request (0.2) to the next reply (0.25's, 0.5 ms later).
+    assert figures["longest_silence_ms"] == pytest.approx(50.5)
+    assert figures["reconnects"] == 1 and figures["reconnect_ms"] == pytest.approx(50.0)
+    assert figures["delayed"] == 50
+
+
+def test_a_client_that_sent_nothing_is_no_silence_of_the_service():
+    requests = [r for r in log() if not 0.4 <= r[0] < 0.6]
+    figures = service_figures(requests, end=1.0)
+    assert figures["longest_silence_ms"] == pytest.approx(0.5)
+
+
+def test_timeouts_are_counted_apart_from_errors():
+    requests = log()
+    for r in requests[2500:2510]:
+        r[1], r[4] = None, "timeout"
+    figures = service_figures(requests, end=1.0)
+    assert figures["timed_out"] == 10 and figures["failed"] == 0
+
+
+def test_without_requests_before_the_migration_nothing_counts_as_delayed():
+    figures = service_figures(log(lo=0.0), end=1.0)
+    assert figures["delayed"] is None and figures["periods"]["before"]["p99_ms"] is None
+
+
+def test_throughput_bins_cover_the_span():
+    requests = [[0.05, 0.06, "read", "k", "ok"], [0.15, 0.16, "read", "k", "ok"]]
+    assert throughput(requests, 0.0, 0.2) == [[0.0, 10.0], [0.1, 10.0]]
