@@ -1,0 +1,171 @@
+"""The probe role's open-loop client (roles/probe/files/qmigrate-service) with a fake
+service in the process: its schedule, its key and operation mixes, a stall that delays
+the queued requests from when they were due, errors and reconnects, and the load phase."""
+
+from __future__ import annotations
+
+import argparse
+import importlib.machinery
+import statistics
+import threading
+import time
+import types
+from collections import Counter
+
+import pytest
+
+from tests import ROOT
+
+
+def client_program():
+    path = ROOT / "roles" / "probe" / "files" / "qmigrate-service"
+    loader = importlib.machinery.SourceFileLoader("qmigrate_service", str(path))
+    module = types.ModuleType(loader.name)
+    loader.exec_module(module)
+    return module
+
+
+class FakeService:
+    """A key-value service that answers at once, except while stalled (a migration's
+    switchover), and fails the requests of a chosen window (a connection lost)."""
+
+    def __init__(self, stall=None, fail=None):
+        self.data: dict = {}
+        self.stall, self.fail = stall, fail
+        self.lock = threading.Lock()
+        self.connections = 0
+        self.t0 = time.time()
+
+    def _serve(self):
+        now = time.time() - self.t0
+        if self.fail and self.fail[0] <= now < self.fail[1]:
+            raise ConnectionError("connection reset")
+        if self.stall and self.stall[0] <= now < self.stall[1]:
+            time.sleep(self.stall[1] - now)
+
+    def driver(self):
+        service = self
+
+        class Conn:
+            timeouts = (TimeoutError,)
+
+            def connect(self):
+                if service.fail and service.fail[0] <= time.time() - service.t0 < service.fail[1]:
+                    raise ConnectionError("refused")
+                with service.lock:
+                    service.connections += 1
+
+            def read(self, key):
+                service._serve()
+                return service.data.get(key)
+
+            def update(self, key, value):
+                service._serve()
+                service.data[key] = value
+
+            def load(self, items):
+                service.data.update(items)
+
+            def close(self):
+                pass
+
+        return Conn()
+
+
+def args(**changes) -> argparse.Namespace:
+    base = dict(
+        service="redis", target="10.10.1.100", port=6379, rate=1000.0, duration=1.0,
+        mix="a", keys="uniform", records=100, value_size=10, timeout=1.0, connections=4,
+        seed=1, retry_for=1.0,
+    )  # fmt: skip
+    base.update(changes)
+    return argparse.Namespace(**base)
+
+
+def test_mixes_and_key_distributions_follow_ycsb():
+    program = client_program()
+    import random
+
+    for mix, reads in (("a", 0.5), ("b", 0.95), ("c", 1.0)):
+        plan = program.schedule(args(mix=mix, duration=10.0), random.Random(3))
+        share = sum(op == "read" for op, _ in plan) / len(plan)
+        assert share == pytest.approx(reads, abs=0.02)
+    zipf = Counter(
+        k for _, k in program.schedule(args(keys="zipfian", duration=10.0), random.Random(3))
+    )
+    uniform = Counter(k for _, k in program.schedule(args(duration=10.0), random.Random(3)))
+    # Zipfian: the first key is the hottest by far; uniform: no key is.
+    assert zipf[0] > 10 * statistics.mean(zipf.values())
+    assert max(uniform.values()) < 3 * statistics.mean(uniform.values())
+
+
+def test_requests_go_out_on_schedule_and_each_is_recorded():
+    program = client_program()
+    service = FakeService()
+
+    found = program.run(args(), make=service.driver)
+
+    requests = found["requests"]
+    assert len(requests) == 1000 and all(r[4] == "ok" for r in requests)
+    dues = [r[0] for r in requests]
+    assert dues == sorted(dues) and dues[-1] - dues[0] == pytest.approx(0.999, abs=0.001)
+    assert statistics.median(r[1] for r in requests) < 5.0
+    assert len(service.data) > 0 and found["reconnects"] == []
+
+
+def test_a_stalled_service_delays_the_requests_due_meanwhile_from_when_they_were_due():
+    """Open loop: the requests due during a 200 ms stall wait for it, queued behind the
+    workers, and their latency counts from when they were due, not from when sent."""
+    program = client_program()
+    service = FakeService(stall=(0.4, 0.6))
+
+    found = program.run(args(), make=service.driver)
+
+    requests = found["requests"]
+    assert len(requests) == 1000 and all(r[4] == "ok" for r in requests)
+    t0 = service.t0
+    stalled = [r for r in requests if 0.45 <= r[0] - t0 < 0.55]
+    assert stalled and all(r[1] >= 40 for r in stalled)
+    # The first due in the stall waited for all of it.
+    first = min((r for r in requests if r[0] - t0 >= 0.41), key=lambda r: r[0])
+    assert first[1] >= 150
+
+
+def test_errors_are_recorded_and_the_connections_come_back():
+    program = client_program()
+    service = FakeService(fail=(0.3, 0.4))
+
+    found = program.run(args(), make=service.driver)
+
+    outcomes = Counter(r[4] for r in found["requests"])
+    assert outcomes["error"] >= 1 and outcomes["ok"] > 800
+    assert found["reconnects"] and all(back is not None for _, back in found["reconnects"])
+    assert all(back - lost >= 0 for lost, back in found["reconnects"])
+    assert service.connections > 4
+
+
+def test_the_load_phase_fills_the_data_set_and_waits_for_the_service():
+    program = client_program()
+    service = FakeService(fail=(0.0, 0.3))
+
+    found = program.load(args(records=1000), make=service.driver)
+
+    assert found["error"] is None and found["loaded"] == 1000
+    assert len(service.data) == 1000 and service.data["user999"] == b"v" * 10
+
+
+def test_a_service_that_never_comes_up_is_reported():
+    program = client_program()
+    service = FakeService(fail=(0.0, 60.0))
+    found = program.load(args(retry_for=0.3), make=service.driver)
+    assert found["loaded"] == 0 and "ConnectionError" in found["error"]
+
+
+def test_bad_arguments_are_refused():
+    program = client_program()
+    with pytest.raises(SystemExit):
+        program.main(
+            ["run", "--service", "redis", "--target", "x", "--rate", "0", "--duration", "1"]
+        )
+    with pytest.raises(SystemExit):
+        program.main(["load", "--service", "nginx", "--target", "x"])
