@@ -40,12 +40,15 @@ integration: setup
 	scripts/test integration
 
 ## soak: the repeated trials make test runs once: each kind of fault 5 times, 20
-## migrations back and forth under one iperf3 stream, and the whole compare campaign
-## (3 methods x 5 repetitions; builds the lab, removes it after)
+## migrations back and forth under one iperf3 stream, the whole compare campaign
+## (3 methods x 5 repetitions), and 10 profiled migrations whose downtime's anatomy must
+## hold each time (builds the lab, removes it after)
 soak: setup
 	QMIGRATE_FAULT_TRIALS=5 QMIGRATE_PINGPONG=20 QMIGRATE_CAMPAIGN=campaigns/compare.yml \
+		QMIGRATE_ANATOMY_TRIALS=10 \
 		$(BIN)/pytest -q -s --durations=10 tests/integration/test_faults.py \
-		tests/integration/test_pingpong.py tests/integration/test_campaign.py
+		tests/integration/test_pingpong.py tests/integration/test_campaign.py \
+		tests/integration/test_profile.py::test_the_anatomy_holds_trial_after_trial
 
 ## bench: issue 7's benchmark (not part of test): builds the lab, prints the table and writes
 ## bench/results/<stamp>.json, then tears the lab down; BENCH_ARGS="--reps 1" to pass options

@@ -5,6 +5,7 @@ went (the anatomy), and QEMU's announcements as its announce-* parameters ask.""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -14,6 +15,9 @@ from labrun import ROOT, run_playbooks
 pytestmark = pytest.mark.lab
 
 LATEST = ROOT / "results" / "latest"
+# Profiled migrations back and forth whose anatomy test_the_anatomy_holds_trial_after_trial
+# checks; `make soak` runs 10 (make test's two profiled migrations check it once each way).
+ANATOMY_TRIALS = int(os.environ.get("QMIGRATE_ANATOMY_TRIALS", "0"))
 
 
 def latest_run() -> dict:
@@ -187,3 +191,20 @@ def test_a_failed_migration_is_profiled_and_the_stream_on_the_source_survives(pa
     assert record["verification"]["tcp_stream_survived"] is True
     assert derived["ping"]["answered_after_migration"] is True
     assert "TCP stream survived" in (LATEST / "report.md").read_text()
+
+
+@pytest.mark.skipif(ANATOMY_TRIALS < 1, reason="QMIGRATE_ANATOMY_TRIALS is 0 (make soak sets it)")
+def test_the_anatomy_holds_trial_after_trial(pair):
+    """Issue 16, repeated: every profiled migration there and back has its anatomy, whole
+    and in order; the spread of each part is printed."""
+    parts: dict[str, list[float]] = {}
+    for trial in range(ANATOMY_TRIALS):
+        extra = {"qmigrate_reverse": "true"} if trial % 2 else None
+        run = run_playbooks("migrate.yml", extra_vars=extra)
+        assert run.rc == 0, f"trial {trial}: {run.text[-4000:]}"
+        a = check_anatomy(latest_run())
+        for part in a["parts"]:
+            parts.setdefault(part["name"], []).append(part["ms"])
+        parts.setdefault("guest_observed", []).append(a["guest_observed_ms"])
+    for name, values in parts.items():
+        print(f"anatomy {name}: {min(values):.1f}-{max(values):.1f} ms over {len(values)}")
