@@ -177,18 +177,28 @@ def ping_silences(replies: list[list[float]]) -> list[tuple[float, float]]:
     return silences(requests)
 
 
-def ping_silence(replies: list[list[float]], lo: float, hi: float) -> tuple[float, float] | None:
-    """The longest of the PING_SILENCES of REPLIES that began within [LO, HI):
+def ping_silence(
+    replies: list[list[float]], lo: float, hi: float, within: str = "began"
+) -> tuple[float, float] | None:
+    """The longest of the PING_SILENCES of REPLIES that began within [LO, HI) (WITHIN
+    "began"), or that overlap it ("overlap"), or lie wholly within it ("whole"):
     (silence, start), in seconds."""
-    inside = [(end - start, start) for start, end in ping_silences(replies) if lo <= start < hi]
+    keep = {
+        "began": lambda start, end: lo <= start < hi,
+        "overlap": lambda start, end: start < hi and end > lo,
+        "whole": lambda start, end: lo <= start and end <= hi,
+    }[within]
+    inside = [(end - start, start) for start, end in ping_silences(replies) if keep(start, end)]
     return max(inside, default=None)
 
 
-def _ping_stall(replies: list[list[float]], lo: float, hi: float, usual: float) -> dict | None:
-    """The longest silence of the guest to the client's pings within [LO, HI] (less the
-    USUAL round trip, ms), as the guest-observed downtime is measured, and the largest
-    round trip of a ping sent there."""
-    silence = ping_silence(replies, lo, hi)
+def _ping_stall(
+    replies: list[list[float]], lo: float, hi: float, usual: float, within: str
+) -> dict | None:
+    """The longest silence of the guest to the client's pings in [LO, HI) (as
+    PING_SILENCE's WITHIN; less the USUAL round trip, ms), as the guest-observed downtime
+    is measured, and the largest round trip of a ping sent there."""
+    silence = ping_silence(replies, lo, hi, within)
     if silence is None:
         return None
     return {
@@ -359,8 +369,10 @@ def _setup(p: dict, replies: list, src_out: list, ping: dict) -> dict[str, Any]:
     return {
         "measured": True,
         "setup_ms": round(active * 1000, 3),
-        "ping": _ping_stall(replies, 0.0, active, usual),
-        "ping_baseline": _ping_stall(replies, lead, 0.0, usual),
+        # The setup phase's stall may begin with a ping sent just before the migrate
+        # command; the baseline's silences end before it.
+        "ping": _ping_stall(replies, 0.0, active, usual, "overlap"),
+        "ping_baseline": _ping_stall(replies, lead, 0.0, usual, "whole"),
         "guest_silent": wire_silence(src_out, 0.0, active),
         "guest_silent_baseline": wire_silence(src_out, lead, 0.0, whole=True),
     }
