@@ -15,13 +15,18 @@ GUEST_MAC, CLIENT_MAC = bytes.fromhex("525500d15501"), bytes.fromhex("ca21ca37a7
 BROADCAST = b"\xff" * 6
 
 
-def probe_program():
-    """The probe program as a module (it is a script with no .py suffix)."""
-    path = ROOT / "roles" / "probe" / "files" / "qmigrate-probe"
-    loader = importlib.machinery.SourceFileLoader("qmigrate_probe", str(path))
+def role_program(name: str = "qmigrate-probe"):
+    """One of the probe role's programs as a module (a script with no .py suffix)."""
+    path = ROOT / "roles" / "probe" / "files" / name
+    loader = importlib.machinery.SourceFileLoader(name.replace("-", "_"), str(path))
     module = types.ModuleType(loader.name)
     loader.exec_module(module)
     return module
+
+
+def probe_program():
+    """The probe program (roles/probe/files/qmigrate-probe) as a module."""
+    return role_program("qmigrate-probe")
 
 
 def ether(dst: bytes, src: bytes, etype: int, body: bytes) -> bytes:

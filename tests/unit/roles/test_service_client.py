@@ -5,24 +5,18 @@ the queued requests from when they were due, errors and reconnects, and the load
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
 import statistics
 import threading
 import time
-import types
 from collections import Counter
 
 import pytest
 
-from tests import ROOT
+from tests.unit.frames import role_program
 
 
 def client_program():
-    path = ROOT / "roles" / "probe" / "files" / "qmigrate-service"
-    loader = importlib.machinery.SourceFileLoader("qmigrate_service", str(path))
-    module = types.ModuleType(loader.name)
-    loader.exec_module(module)
-    return module
+    return role_program("qmigrate-service")
 
 
 class FakeService:
