@@ -237,7 +237,7 @@ def anatomy(record: dict[str, Any], p: dict[str, Any], ping: dict[str, Any]) -> 
     stop = _event(record.get("events") or [], "STOP")
     marks["source_stopped"] = stop
     if stop is None:
-        out["why_not"] = "the source's events have no STOP (a postcopy run or an HMP monitor)"
+        out["why_not"] = "the source's record has no STOP event (an HMP monitor sends none)"
         return out
     horizon = stop + AFTER_STOP
     marks["destination_resumed"] = _event(dst_events, "RESUME", after=stop - 1.0)
@@ -251,8 +251,8 @@ def anatomy(record: dict[str, Any], p: dict[str, Any], ping: dict[str, Any]) -> 
     )
     src_cap, dst_cap = captures.get(source), captures.get(destination)
     src_out = _runs(src_cap, "out", (*GUEST_KINDS, *ANNOUNCE_KINDS))
-    before = [r[1] for r in src_out if r[1] <= (marks["destination_resumed"] or stop) + 0.001]
-    marks["last_source_frame"] = before[-1] if before else None
+    earlier = [r[1] for r in src_out if r[1] <= (marks["destination_resumed"] or stop) + 0.001]
+    marks["last_source_frame"] = earlier[-1] if earlier else None
     marks["first_announce"] = _first_after(_runs(dst_cap, "out", ANNOUNCE_KINDS), stop, horizon)
     marks["first_guest_frame"] = _first_after(_runs(dst_cap, "out", GUEST_KINDS), stop, horizon)
     marks["path_restored"] = _first_after(_runs(dst_cap, "in", ("ping-request",)), stop, horizon)
