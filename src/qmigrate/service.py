@@ -25,6 +25,27 @@ DELAY_FACTOR = 10.0
 PERCENTILES = (50.0, 99.0, 99.9)
 
 
+def parse_client(doc: dict[str, Any], t0: float) -> dict[str, Any]:
+    """The open-loop client's output (roles/probe/files/qmigrate-service run: per request
+    [due, latency_ms, op, key, outcome], epoch seconds) as requests on the migrate command's
+    clock (T0 its epoch time), with its reconnects [lost, back]."""
+    requests = [
+        [
+            round(due - t0, 6),
+            None if latency is None else round(due - t0 + latency / 1000.0, 6),
+            op,
+            key,
+            outcome,
+        ]
+        for due, latency, op, key, outcome in doc.get("requests", [])
+    ]
+    reconnects = [
+        [round(lost - t0, 6), None if back is None else round(back - t0, 6)]
+        for lost, back in doc.get("reconnects", [])
+    ]
+    return {"requests": requests, "reconnects": reconnects}
+
+
 def percentile(values: list[float], q: float) -> float | None:
     """The Q-th percentile of VALUES (nearest rank), or None without values."""
     if not values:

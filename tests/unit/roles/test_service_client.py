@@ -12,6 +12,7 @@ from collections import Counter
 
 import pytest
 
+from qmigrate.service import parse_client, service_figures
 from tests.unit.frames import role_program
 
 
@@ -163,3 +164,21 @@ def test_bad_arguments_are_refused():
         )
     with pytest.raises(SystemExit):
         program.main(["load", "--service", "nginx", "--target", "x"])
+
+
+def test_its_log_gives_the_service_figures_on_the_migrate_commands_clock():
+    """The client's output, put on the migrate command's clock, gives the stall back."""
+    program = client_program()
+    service = FakeService(stall=(0.4, 0.6))
+    found = program.run(args(), make=service.driver)
+    t0 = service.t0 + 0.3  # the migrate command, 0.3 s into the run
+
+    log = parse_client(found, t0)
+    figures = service_figures(log["requests"], end=0.5, reconnects=log["reconnects"])
+
+    assert figures["periods"]["before"]["sent"] == pytest.approx(300, abs=5)
+    assert figures["failed"] == 0 and figures["timed_out"] == 0
+    # The stall began 0.1 s after the migrate command and lasted 0.2 s.
+    assert figures["longest_silence_ms"] == pytest.approx(200, abs=30)
+    assert figures["longest_silence_from"] == pytest.approx(0.1, abs=0.02)
+    assert figures["delayed"] > 100
