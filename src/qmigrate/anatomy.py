@@ -118,14 +118,27 @@ def wire_silence(
     return {"ms": round(best[0] * 1000, 3), "from": round(best[1], 6), "to": round(best[2], 6)}
 
 
-def ping_sends(replies: list[list[float]]) -> list[float]:
-    """When every ping was sent, answered or not (a lost one between its answered
-    neighbours, in proportion to sequence numbers), in order. REPLIES: [sent, seq, rtt]."""
+def ping_requests(replies: list[list[float]]) -> list[tuple[float, float | None]]:
+    """Every ping the client sent, as (sent, replied) in order, REPLIED None for a lost one;
+    REPLIES are ping's [sent, seq, rtt_ms]. A lost ping's send time is put between its
+    answered neighbours', in proportion to sequence numbers (ping's pace drifts under
+    load); pings lost after the last answer have no such bounds and are left out."""
     by_seq = sorted(replies, key=lambda r: r[1])
-    sends = [r[0] for r in by_seq]
+    requests: list[tuple[float, float | None]] = []
     for a, b in pairwise(by_seq):
-        sends += [a[0] + (b[0] - a[0]) * (k - a[1]) / (b[1] - a[1]) for k in range(a[1] + 1, b[1])]
-    return sorted(sends)
+        requests.append((a[0], a[0] + a[2] / 1000.0))
+        requests += [
+            (a[0] + (b[0] - a[0]) * (k - a[1]) / (b[1] - a[1]), None) for k in range(a[1] + 1, b[1])
+        ]
+    if by_seq:
+        last = by_seq[-1]
+        requests.append((last[0], last[0] + last[2] / 1000.0))
+    return requests
+
+
+def lost_send_times(replies: list[list[float]]) -> list[float]:
+    """When the unanswered pings were sent (as PING_REQUESTS places them)."""
+    return [sent for sent, replied in ping_requests(replies) if replied is None]
 
 
 def silences(requests: list[tuple[float, float | None]]) -> list[tuple[float, float]]:
@@ -160,21 +173,10 @@ def silences(requests: list[tuple[float, float | None]]) -> list[tuple[float, fl
 
 
 def ping_silences(replies: list[list[float]]) -> list[tuple[float, float]]:
-    """The SILENCES of the client's pings: REPLIES are ping's [sent, seq, rtt_ms]; a lost
-    ping's send time is put between its answered neighbours'. A request queued in the
-    guest's NIC when the source stopped, answered late from the destination, keeps the
+    """The SILENCES of the client's pings (PING_REQUESTS of REPLIES). A request queued in
+    the guest's NIC when the source stopped, answered late from the destination, keeps the
     client waiting as a lost one does."""
-    by_seq = sorted(replies, key=lambda r: r[1])
-    requests: list[tuple[float, float | None]] = []
-    for a, b in pairwise(by_seq):
-        requests.append((a[0], a[0] + a[2] / 1000.0))
-        requests += [
-            (a[0] + (b[0] - a[0]) * (k - a[1]) / (b[1] - a[1]), None) for k in range(a[1] + 1, b[1])
-        ]
-    if by_seq:
-        last = by_seq[-1]
-        requests.append((last[0], last[0] + last[2] / 1000.0))
-    return silences(requests)
+    return silences(ping_requests(replies))
 
 
 def ping_silence(
@@ -290,7 +292,7 @@ def anatomy(record: dict[str, Any], p: dict[str, Any], ping: dict[str, Any]) -> 
     guest = ping.get("guest_downtime_ms")
     # The parts count from the stop, the client from its next ping: they may differ by
     # the interval between the pings sent around the stop, and the usual round trip.
-    sends = ping_sends(replies)
+    sends = [sent for sent, _ in ping_requests(replies)]
     before = max((t for t in sends if t <= stop), default=None)
     after = min((t for t in sends if t > stop), default=None)
     interval = None

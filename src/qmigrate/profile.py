@@ -152,14 +152,10 @@ def ingest(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
         if isinstance(raw, dict) and isinstance(raw.get("clock"), dict)
     }
     series["clocks"] = clocks
-
-    def zero(host: str) -> float:
-        return base + float((clocks.get(host) or {}).get("offset") or 0.0)
-
-    t0 = base
     for job, raw in raws:
         name, host = job["name"], job["host"]
-        t0 = zero(host)
+        # The migrate command's time on this host's clock
+        t0 = base + float((clocks.get(host) or {}).get("offset") or 0.0)
         if name == "client":
             raw = raw or {}
             if raw.get("ping") is not None or float(window["ping_interval"]) > 0:
@@ -191,12 +187,11 @@ def ingest(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
                 }
     link = window.get("link")
     link_out = (link or {}).get("output") or {}
-    t0 = base
     return {
-        "t0_epoch": t0,
+        "t0_epoch": base,
         "window": {
-            "opened": round(opened - t0, 6),
-            "closes": round(opened + float(window["duration"]) - t0, 6),
+            "opened": round(opened - base, 6),
+            "closes": round(opened + float(window["duration"]) - base, 6),
             "lead": window["lead"],
             "duration": window["duration"],
             "source": window["source"],

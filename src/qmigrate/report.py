@@ -7,7 +7,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from qmigrate.anatomy import ANNOUNCE_KINDS, CLIENT_KINDS, GUEST_KINDS, MARKS
+from qmigrate.anatomy import ANNOUNCE_KINDS, CLIENT_KINDS, GUEST_KINDS, MARKS, lost_send_times
 from qmigrate.profile import COUNTER_FIELDS, derive, phase_spans, summary
 
 PHASE_COLOURS = {
@@ -68,17 +68,6 @@ def _rates(samples: list[list[float]], field: str) -> tuple[list[float], list[fl
             xs.append((a[0] + b[0]) / 2)
             ys.append((b[col] - a[col]) * 8 / dt / 1e6)
     return xs, ys
-
-
-def lost_send_times(replies: list[list[float]]) -> list[float]:
-    """When the unanswered pings were sent: between the answered ones around them, in
-    proportion to their sequence numbers (ping's pace drifts under load). Pings lost
-    after the last answer have no such bounds and are left out."""
-    lost = []
-    for a, b in pairwise(replies):
-        for seq in range(a[1] + 1, b[1]):
-            lost.append(a[0] + (seq - a[1]) / (b[1] - a[1]) * (b[0] - a[0]))
-    return lost
 
 
 def plot_connection(record: dict[str, Any], derived: dict[str, Any], path: Path) -> None:

@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from qmigrate import cli
+from qmigrate.anatomy import lost_send_times
 from qmigrate.profile import (
     derive,
     parse_counters,
@@ -23,7 +24,7 @@ from qmigrate.profile import (
     summary,
     verification,
 )
-from qmigrate.report import lost_send_times, write_report
+from qmigrate.report import write_report
 from tests.unit import DATA
 
 # A profiled migration on the lab (labsrc -> labdst, 256 MiB TCG guest): run.json as the
