@@ -59,6 +59,11 @@ RANGES: dict[str, tuple[float, float, bool]] = {
     "probe_counter_interval": (0.01, 60, False),
     "probe_link_seconds": (0, 60, False),
     "probe_link_port": (1, 65535, False),
+    "probe_workload_rate": (0, 100_000, True),
+    "probe_workload_records": (1, 10_000_000, False),
+    "probe_workload_value_size": (1, 1_048_576, False),
+    "probe_workload_connections": (1, 1024, False),
+    "probe_workload_timeout": (0, 60, True),
     "qmigrate_vm_count": (1, 32, False),
     "vm_cpus": (1, 255, False),
     "vm_boot_timeout": (1, 3600, False),
@@ -515,6 +520,7 @@ class Inputs:
                 f"{count}: more than one VM needs the minimal profile; the seed profile's VMs "
                 "would all boot its one writable disk",
             )
+        self.check_workload(first)
         self.check_extra(count)
         self.check_wired()
         direction = self.direction()
@@ -528,6 +534,33 @@ class Inputs:
                 )
             self.check_migration(src, dst, count)
             self.check_guest_addresses(count)
+
+    def check_workload(self, host: str) -> None:
+        """A service under load needs a guest that serves it, and the probes that run it."""
+        workload = self.value(host, "probe_workload", "none")
+        if workload == "none":
+            return
+        if self.value(host, "qmigrate_profile") != "seed":
+            self.report(
+                "probe_workload",
+                f"{_show(workload)} needs the seed profile's Debian guest, which serves redis "
+                "and memcached (-e qmigrate_profile=seed); the minimal profile's initramfs "
+                "guest serves neither",
+            )
+        if not self.value(host, "migration_profile", False):
+            self.report(
+                "probe_workload",
+                f"{_show(workload)} is run by the probes: set migration_profile true",
+            )
+        rate = self.value(host, "probe_workload_rate", 2000.0)
+        duration = self.value(host, "probe_duration", 10.0)
+        numbers = isinstance(rate, float | int) and isinstance(duration, float | int)
+        if numbers and rate * duration > 2_000_000:
+            self.report(
+                "probe_workload_rate",
+                f"{rate:g} requests a second for probe_duration {duration:g} s is more "
+                "than 2,000,000 requests in one window",
+            )
 
     def direction(self) -> tuple[str, str] | None:
         """The migration's source and destination hosts, qmigrate_reverse applied; None

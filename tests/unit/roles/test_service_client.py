@@ -24,9 +24,10 @@ class FakeService:
     """A key-value service that answers at once, except while stalled (a migration's
     switchover), and fails the requests of a chosen window (a connection lost)."""
 
-    def __init__(self, stall=None, fail=None):
+    def __init__(self, stall=None, fail=None, connect_delay=0.0):
         self.data: dict = {}
         self.stall, self.fail = stall, fail
+        self.connect_delay = connect_delay
         self.lock = threading.Lock()
         self.connections = 0
         self.t0 = time.time()
@@ -47,6 +48,7 @@ class FakeService:
             def connect(self):
                 if service.fail and service.fail[0] <= time.time() - service.t0 < service.fail[1]:
                     raise ConnectionError("refused")
+                time.sleep(service.connect_delay)
                 with service.lock:
                     service.connections += 1
 
@@ -124,6 +126,31 @@ def test_a_stalled_service_delays_the_requests_due_meanwhile_from_when_they_were
     # The first due in the stall waited for all of it.
     first = min((r for r in requests if r[0] - t0 >= 0.41), key=lambda r: r[0])
     assert first[1] >= 150
+
+
+def test_connecting_is_done_before_the_schedule_starts():
+    """Connections that take 300 ms to make are all made before the first request is due:
+    connecting is not measured as the service's latency."""
+    program = client_program()
+    service = FakeService(connect_delay=0.3)
+
+    found = program.run(args(duration=0.5), make=service.driver)
+
+    requests = found["requests"]
+    assert len(requests) == 500 and all(r[4] == "ok" for r in requests)
+    assert requests[0][0] - service.t0 >= 0.3
+    assert max(r[1] for r in requests) < 100
+
+
+def test_a_missing_client_library_is_reported_at_once(monkeypatch, capsys):
+    program = client_program()
+    monkeypatch.setitem(__import__("sys").modules, "pymemcache", None)
+    started = time.monotonic()
+
+    rc = program.main(["load", "--service", "memcached", "--target", "10.10.1.100"])
+
+    assert rc == 3 and time.monotonic() - started < 1.0
+    assert "install python3-pymemcache" in capsys.readouterr().err
 
 
 def test_errors_are_recorded_and_the_connections_come_back():
