@@ -19,6 +19,8 @@ from typing import Any
 
 from qmigrate.anatomy import anatomy, ping_silence
 from qmigrate.anatomy import lines as anatomy_lines
+from qmigrate.service import parse_service, workload_figures
+from qmigrate.service import summary_line as service_line
 
 PING_REPLY = re.compile(
     r"^\[(?P<at>[0-9.]+)\] [0-9]+ bytes from [^:]+: icmp_seq=(?P<seq>[0-9]+) "
@@ -171,6 +173,9 @@ def ingest(run_dir: Path, record: dict[str, Any]) -> dict[str, Any]:
             if raw.get("tcp") is not None or float(window["tcp_interval"]) > 0:
                 series["tcp"] = parse_iperf(raw.get("tcp"), t0)
                 series["tcp"]["host"] = host
+        elif name == "service":
+            series["service"] = parse_service(raw, t0, window.get("workload"))
+            series["service"]["host"] = host
         elif name == "counters":
             series["counters"][host] = parse_counters(raw, t0)
             raw = raw or {}
@@ -406,12 +411,7 @@ def ping_figures(ping: dict[str, Any] | None, p: dict[str, Any], interval: float
         return out
     # Sought around the switchover (the guest runs on during pre-copy), with ping's actual
     # pace, which falls behind its interval under load.
-    switchover = p.get("switchover")
-    lo = (switchover if switchover is not None else p["start"]) - DOWNTIME_MARGIN_BEFORE
-    # Not into the setup phase, whose own stall (QEMU setting up dirty tracking) the
-    # anatomy measures apart.
-    lo = max(lo, p.get("active") or lo)
-    hi = (p.get("resumed") or end) + DOWNTIME_MARGIN_AFTER
+    lo, hi = switchover_window(p)
     steps = [b[0] - a[0] for a, b in pairwise(replies) if b[1] == a[1] + 1]
     pace = max(interval, _median(steps) or interval)
     out["pace_ms"] = round(pace * 1000, 3)
@@ -442,6 +442,18 @@ def ping_figures(ping: dict[str, Any] | None, p: dict[str, Any], interval: float
         usual = out["rtt_median_ms"] or 0.0
         out["guest_downtime_ms"] = round(max(0.0, silence[0] * 1000 - usual), 3)
     return out
+
+
+def switchover_window(p: dict[str, Any]) -> tuple[float, float]:
+    """Where the guest-observed downtime is sought, (lo, hi) in seconds: from a little
+    before the switchover (not into the setup phase, whose own stall, QEMU setting up dirty
+    tracking, the anatomy measures apart) to a few seconds after the guest resumed. P's
+    end must be known."""
+    switchover = p.get("switchover")
+    lo = (switchover if switchover is not None else p["start"]) - DOWNTIME_MARGIN_BEFORE
+    lo = max(lo, p.get("active") or lo)
+    hi = (p.get("resumed") or p["end"]) + DOWNTIME_MARGIN_AFTER
+    return lo, hi
 
 
 def _median(values: list[float]) -> float | None:
@@ -529,6 +541,13 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
         "wire": wire_figures(profile, p, qemu),
         "link": link_figures(window, link_bps, mig_bps, qemu_bps),
         "anatomy": anatomy(record, p, ping),
+        "service": workload_figures(
+            series.get("service"),
+            end,
+            switchover_window(p) if end is not None else None,
+            phase_spans(p),
+            ping.get("silence_ms"),
+        ),
     }
 
 
@@ -607,6 +626,9 @@ def summary(derived: dict[str, Any]) -> list[str]:
         )
     if "anatomy" in derived:
         lines.extend(anatomy_lines(derived["anatomy"]))
+    served = service_line(derived.get("service") or {})
+    if served:
+        lines.append(served)
     if derived["phases"].get("end") is None:
         lines.append("no migration in the probe window")
     elif not derived["window_covers_migration"]:
@@ -615,6 +637,21 @@ def summary(derived: dict[str, Any]) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- program
+
+
+# An array of numbers, strings, booleans and nulls as json.dumps(indent=2) lays it out,
+# one element a line.
+_FLAT_ARRAY = re.compile(r'\[\n\s*((?:"(?:[^"\\]|\\.)*"|[^\[\]{}"])*?)\n\s*\]')
+_LINE_BREAK = re.compile(r"\n\s*")
+
+
+def dump_record(record: dict[str, Any]) -> str:
+    """RECORD as run.json's text: indented, keys sorted, but each array of plain values
+    on one line (a series' samples are such arrays: tens of thousands of a service's
+    requests would otherwise take seven lines each). JSON strings hold no line breaks, so
+    only the layout changes."""
+    text = json.dumps(record, indent=2, sort_keys=True)
+    return _FLAT_ARRAY.sub(lambda m: "[" + _LINE_BREAK.sub(" ", m[1]) + "]", text) + "\n"
 
 
 def profile_run(run_dir: Path, *, draw: bool = True) -> dict[str, Any]:
@@ -630,7 +667,7 @@ def profile_run(run_dir: Path, *, draw: bool = True) -> dict[str, Any]:
     record["profile"]["derived"] = derived
     checks = verification(derived)
     record.setdefault("verification", {}).update(checks)
-    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    path.write_text(dump_record(record))
     report = None
     if draw:
         from qmigrate.report import write_report

@@ -16,7 +16,7 @@ PHASE_COLOURS = {
     "stop-and-copy": "#fb6a4a",
     "post-copy": "#fdae6b",
 }
-PLOTS = ("connection.png", "wire.png", "ram.png", "anatomy.png")
+PLOTS = ("connection.png", "wire.png", "ram.png", "anatomy.png", "service.png")
 # The anatomy figure's lanes: (host role, direction, kinds, label).
 LANES = (
     ("source", "out", (*GUEST_KINDS, *ANNOUNCE_KINDS), "source NIC: from the guest"),
@@ -249,6 +249,133 @@ def plot_anatomy(record: dict[str, Any], derived: dict[str, Any], path: Path) ->
     return True
 
 
+def plot_service(record: dict[str, Any], derived: dict[str, Any], path: Path) -> bool:
+    """What the service under load saw: each request's latency (a point, log scale; those
+    failed or timed out marked when sent) and the replies per 100 ms, the migration's phases
+    shaded. False (and no file) when the run had no service under load."""
+    requests = ((record["profile"]["series"].get("service") or {}).get("requests")) or []
+    figures = derived.get("service") or {}
+    if not requests:
+        path.unlink(missing_ok=True)
+        return False
+    plt = _pyplot()
+    spans = phase_spans(derived["phases"])
+    passes = derived["phases"]["passes"]
+    fig, (top, bottom) = plt.subplots(
+        2, 1, sharex=True, figsize=(11, 6.5), layout="constrained", height_ratios=[3, 2]
+    )
+    answered = [r for r in requests if r[4] == "ok" and r[1] is not None]
+    latencies = [max((r[1] - r[0]) * 1000, 1e-3) for r in answered]
+    top.plot(
+        [r[0] for r in answered],
+        latencies,
+        ".",
+        ms=1.5,
+        alpha=0.5,
+        color="#08519c",
+        rasterized=True,
+        label="request latency (each request, when sent)",
+    )
+    top.set_yscale("log")
+    unanswered = [r[0] for r in requests if r[4] != "ok" or r[1] is None]
+    if unanswered:
+        ceiling = max(latencies, default=1.0) * 1.5
+        top.plot(
+            unanswered,
+            [ceiling] * len(unanswered),
+            "x",
+            ms=4,
+            color="#cb181d",
+            label="failed or timed out (when sent)",
+        )
+    if figures.get("delay_limit_ms"):
+        top.axhline(
+            figures["delay_limit_ms"],
+            color="#636363",
+            lw=0.8,
+            ls="--",
+            label="10x the p99 before the migration",
+        )
+    _shade(top, spans, passes, labels=True)
+    top.set_ylabel("latency (ms, log)")
+    top.set_title(
+        f"{record.get('run_id', '')}\n{figures.get('service')} under load: "
+        f"{figures.get('rate', 0):g} requests/s, mix {figures.get('mix')}, "
+        f"{figures.get('keys')} keys",
+        fontsize=10,
+    )
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    bins = figures.get("throughput") or []
+    if bins:
+        xs = [b[0] for b in bins] + [bins[-1][0] + 0.1]
+        ys = [b[1] for b in bins]
+        ys.append(ys[-1])
+        bottom.step(xs, ys, where="post", color="#238b45", lw=1.1, label="replies per 100 ms")
+    if figures.get("rate"):
+        bottom.axhline(figures["rate"], color="#636363", lw=0.8, ls="--", label="rate sent")
+    _shade(bottom, spans, passes, labels=False)
+    bottom.set_ylabel("throughput (requests/s)")
+    bottom.set_ylim(bottom=0)
+    bottom.set_xlabel("time since the migrate command (s)")
+    bottom.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def service_markdown(f: dict[str, Any]) -> list[str]:
+    """The section of report.md about the service under load; none without one."""
+    if not f.get("measured"):
+        return []
+    out = [
+        f"## The service under load ({f.get('service')})",
+        "",
+        f"An open-loop client sent {_num(f.get('rate'), '', 0)} requests a second (mix "
+        f"{f.get('mix')}, {f.get('keys')} keys over {_num(f.get('records'))} records of "
+        f"{_num(f.get('value_size'))} bytes, {_num(f.get('connections'))} connections) on a "
+        "fixed schedule, whatever the replies did; each request's latency counts from when "
+        "it was due.",
+        "",
+    ]
+    if "periods" not in f:
+        return [*out, f"Not measured: {f.get('error') or 'no requests'}.", ""]
+    out += [
+        "| requests | sent | answered | failed | timed out | p50 ms | p99 ms | p99.9 ms | max ms |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    label = {
+        "before": "before (answered before the migrate command)",
+        "during": "during (sent while it ran, or waiting when it began)",
+        "after": "after",
+    }
+    for name in ("before", "during", "after"):
+        p = f["periods"][name]
+        out.append(
+            f"| {label[name]} | {p['sent']} | {p['answered']} | {p['failed']} | "
+            f"{p['timed_out']} | {_num(p['p50_ms'], '', 2)} | {_num(p['p99_ms'], '', 2)} | "
+            f"{_num(p['p99.9_ms'], '', 2)} | {_num(p['max_ms'], '', 1)} |"
+        )
+    out += [
+        "",
+        f"- Longest time with requests waiting and no reply: "
+        f"{_num(f.get('longest_silence_ms'), ' ms', 1)}, from t="
+        f"{_num(f.get('longest_silence_from'), ' s', 3)} ({f.get('longest_silence_phase')}).",
+        f"- At the switchover: {_num(f.get('switchover_silence_ms'), ' ms', 1)} with no reply; "
+        f"the pings' own silence there {_num(f.get('ping_silence_ms'), ' ms', 1)} (difference "
+        f"{_num(f.get('switchover_vs_ping_ms'), ' ms', 1)}).",
+        f"- Delayed past 10x the p99 before the migration "
+        f"({_num(f.get('delay_limit_ms'), ' ms', 1)}), failed or timed out: "
+        f"{_num(f.get('delayed'))} of the requests from the migrate command on.",
+        f"- Connections made again after an error: {_num(f.get('reconnects'))}, "
+        f"{_num(f.get('reconnect_ms'), ' ms', 1)} without a connection in all.",
+        f"- The client fell behind its schedule by at most "
+        f"{_num(f.get('client_behind_max_ms'), ' ms', 1)} (its own delay, not the service's).",
+    ]
+    if f.get("error"):
+        out.append(f"- The client said: {f['error']}.")
+    return [*out, "", "![Request latency and throughput](service.png)", ""]
+
+
 def anatomy_markdown(a: dict[str, Any]) -> list[str]:
     """The anatomy's section of report.md."""
     out = ["## Where the downtime goes", ""]
@@ -385,6 +512,7 @@ def markdown(record: dict[str, Any], derived: dict[str, Any]) -> str:
         _row("ping interval", f"{float(window['ping_interval']) * 1000:.0f} ms"),
         "",
         *anatomy_markdown(derived.get("anatomy") or {}),
+        *service_markdown(derived.get("service") or {}),
         "## TCP stream (iperf3, client to guest)",
         "| | |",
         "|---|---|",
@@ -453,6 +581,7 @@ def write_report(
     plot_wire(record, derived, run_dir / "wire.png")
     plot_ram(record, derived, run_dir / "ram.png")
     plot_anatomy(record, derived, run_dir / "anatomy.png")
+    plot_service(record, derived, run_dir / "service.png")
     path = run_dir / "report.md"
     path.write_text(markdown(record, derived))
     return path

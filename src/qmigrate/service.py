@@ -4,7 +4,7 @@ An open-loop client sends each request on a fixed schedule, never waiting for th
 before, and keeps for each its send time, reply time (or none: an error or a timeout), its
 operation and key; times are seconds since the migrate command, the probes' one clock.
 :func:`service_figures` derives from such a log what a user of the service saw before,
-during and after the migration (issue 15): latency percentiles, the longest time with no
+during and after the migration: latency percentiles, the longest time with no
 reply while requests waited, requests failed or timed out, throughput per 100 ms, and how
 many requests were delayed past ten times the pre-migration 99th percentile.
 
@@ -85,14 +85,22 @@ def service_figures(
     requests: list[list[Any]],
     end: float,
     reconnects: list[list[float]] | None = None,
+    switchover: tuple[float, float] | None = None,
 ) -> dict[str, Any]:
     """The figures of one open-loop client's REQUESTS around a migration that ran from the
-    migrate command (0) to END (s); RECONNECTS are [lost, reconnected] times (s)."""
-    periods = {
-        "before": [r for r in requests if r[0] < 0.0],
-        "during": [r for r in requests if 0.0 <= r[0] <= end],
-        "after": [r for r in requests if r[0] > end],
-    }
+    migrate command (0) to END (s); RECONNECTS are [lost, reconnected] times (s). With
+    SWITCHOVER (lo, hi), also the longest silence that began there (the stop-and-copy's,
+    as the guest-observed downtime is sought)."""
+    # Before: sent and answered before the migrate command; a request still waiting for
+    # its reply then is the migration's, with those sent while it ran.
+    periods: dict[str, list[list[Any]]] = {"before": [], "during": [], "after": []}
+    for r in requests:
+        if r[0] > end:
+            periods["after"].append(r)
+        elif r[0] < 0.0 and r[4] == "ok" and r[1] is not None and r[1] < 0.0:
+            periods["before"].append(r)
+        else:
+            periods["during"].append(r)
     figures = {name: latency_figures(part) for name, part in periods.items()}
     p99 = figures["before"]["p99_ms"]
     delayed = None
@@ -100,13 +108,18 @@ def service_figures(
         limit = DELAY_FACTOR * p99
         delayed = sum(
             1
-            for r in requests
-            if r[0] >= 0.0 and (r[4] != "ok" or r[1] is None or (r[1] - r[0]) * 1000 > limit)
+            for r in periods["during"] + periods["after"]
+            if r[4] != "ok" or r[1] is None or (r[1] - r[0]) * 1000 > limit
         )
     in_order = sorted(requests, key=lambda r: r[0])
     waited = silences([(r[0], r[1] if r[4] == "ok" else None) for r in in_order])
     gaps = [(b - a, a) for a, b in waited]
     longest = max(gaps, default=None)
+    at_switchover = (
+        max((g for g in gaps if switchover[0] <= g[1] < switchover[1]), default=None)
+        if switchover is not None
+        else None
+    )
     sent = [r[0] for r in requests]
     lo = min(sent, default=0.0)
     hi = max((r[1] for r in requests if r[1] is not None), default=lo)
@@ -117,9 +130,108 @@ def service_figures(
         "timed_out": sum(f["timed_out"] for f in figures.values()),
         "longest_silence_ms": None if longest is None else round(longest[0] * 1000, 3),
         "longest_silence_from": None if longest is None else round(longest[1], 6),
+        "switchover_silence_ms": (
+            None if at_switchover is None else round(at_switchover[0] * 1000, 3)
+        ),
+        "switchover_silence_from": None if at_switchover is None else round(at_switchover[1], 6),
         "delayed": delayed,
         "delay_limit_ms": None if p99 is None else round(DELAY_FACTOR * p99, 3),
         "reconnects": len(reconnects or []),
         "reconnect_ms": round(sum(lost) * 1000, 3) if lost else 0.0,
         "throughput": throughput(requests, math.floor(lo / BIN) * BIN, hi + BIN),
     }
+
+
+# The settings of a run that the record keeps beside its requests.
+SETTINGS = ("service", "rate", "mix", "keys", "records", "value_size", "connections")
+
+
+def parse_service(doc: dict[str, Any] | None, t0: float, workload: dict | None) -> dict[str, Any]:
+    """The service client's series for the record: its settings (WORKLOAD, the window's),
+    its load phase, and its requests and reconnects on the migrate command's clock (T0)."""
+    workload = workload or {}
+    out: dict[str, Any] = {k: workload.get(k) for k in SETTINGS}
+    out["load"] = workload.get("load")
+    if not doc:
+        return {**out, "error": "no output from the service client", "requests": []}
+    out.update({k: doc.get(k, out.get(k)) for k in SETTINGS})
+    out["launched"] = round(float(doc["launched"]) - t0, 6) if doc.get("launched") else None
+    out["behind_max_ms"] = doc.get("behind_max_ms")
+    out.update(parse_client(doc, t0))
+    return out
+
+
+def phase_of(at: float | None, spans: list[tuple[str, float, float]], end: float | None) -> str:
+    """The name of the migration's phase at AT (one of SPANS), or before/after it."""
+    if at is None:
+        return "-"
+    for name, lo, hi in spans:
+        if lo <= at < hi:
+            return name
+    if at < 0.0:
+        return "before the migration"
+    if end is not None and at >= end:
+        return "after the migration"
+    return "migration"
+
+
+def workload_figures(
+    service: dict[str, Any] | None,
+    end: float | None,
+    switchover: tuple[float, float] | None,
+    spans: list[tuple[str, float, float]],
+    ping_silence_ms: float | None,
+) -> dict[str, Any]:
+    """The record's figures of a service under load (SERVICE, the series of
+    :func:`parse_service`) around a migration that ended at END (s; None: no migration),
+    beside the pings' silence at the switchover (PING_SILENCE_MS, not less the round
+    trip: both are times with a request waiting and no reply)."""
+    if not service:
+        return {"measured": False}
+    out: dict[str, Any] = {"measured": True, **{k: service.get(k) for k in SETTINGS}}
+    out["client_behind_max_ms"] = service.get("behind_max_ms")
+    if service.get("error"):
+        out["error"] = service["error"]
+    if not service.get("requests"):
+        return out
+    figures = service_figures(
+        service["requests"],
+        end if end is not None else math.inf,
+        service.get("reconnects"),
+        switchover if end is not None else None,
+    )
+    out.update(figures)
+    out["longest_silence_phase"] = phase_of(figures["longest_silence_from"], spans, end)
+    out["ping_silence_ms"] = ping_silence_ms
+    mine = figures["switchover_silence_ms"]
+    out["switchover_vs_ping_ms"] = (
+        round(mine - ping_silence_ms, 3)
+        if mine is not None and ping_silence_ms is not None
+        else None
+    )
+    return out
+
+
+def summary_line(figures: dict[str, Any]) -> str | None:
+    """One line of the run's summary about its service under load, or None without one."""
+    if not figures.get("measured"):
+        return None
+    rate = figures.get("rate")
+    how = [figures.get("mix"), figures.get("keys"), None if rate is None else f"{rate:.0f}/s"]
+    name = f"{figures.get('service')} ({', '.join(str(h) for h in how if h is not None)})"
+    if "periods" not in figures:
+        return f"{name}: {figures.get('error') or 'no requests'}"
+    p = figures["periods"]
+    return (
+        f"{name}: p99 {_n(p['before']['p99_ms'], 1)} ms before, "
+        f"{_n(p['during']['p99_ms'], 1)} during, {_n(p['after']['p99_ms'], 1)} after; "
+        f"longest stall {_n(figures['longest_silence_ms'])} ms "
+        f"({figures['longest_silence_phase']}), "
+        f"{_n(figures['switchover_silence_ms'])} ms at the switchover "
+        f"(ping {_n(figures['ping_silence_ms'])} ms); {figures['failed']} failed, "
+        f"{figures['timed_out']} timed out, {_n(figures['delayed'])} past 10x p99"
+    )
+
+
+def _n(value: Any, digits: int = 0) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

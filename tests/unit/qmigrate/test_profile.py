@@ -216,6 +216,64 @@ def test_parse_counters_skips_absent_interfaces():
 # ---------------------------------------------------------------------------- report
 
 
+def test_a_service_under_load_is_ingested_profiled_and_reported(record, tmp_path):
+    """The stored run with an open-loop client's output beside its probes (requests every
+    ms, held up through the switchover as the pings were): the record's series, its
+    figures beside the pings' silence, a summary line, the report's section and plot."""
+    run = tmp_path / "run"
+    shutil.copytree(RUN, run)
+    window = json.loads((run / "probe" / "window.json").read_text())
+    window["jobs"].append({"name": "service", "host": "labclient"})
+    load = {"loaded": 100, "bytes": 100000, "seconds": 0.1, "error": None}
+    window["workload"] = {
+        "service": "redis", "rate": 1000.0, "mix": "a", "keys": "zipfian", "records": 100,
+        "value_size": 1000, "connections": 4, "timeout": 2.0, "load": load,
+    }  # fmt: skip
+    (run / "probe" / "window.json").write_text(json.dumps(window))
+    d = derive(record)
+    silence_from = d["ping"]["silence_from"]
+    held_until = silence_from + d["ping"]["silence_ms"] / 1000 + 0.005
+    t0 = (
+        record["profile"]["t0_epoch"] + record["profile"]["series"]["clocks"]["labclient"]["offset"]
+    )
+    requests = []
+    for i in range(8000):
+        sent = -2.0 + i / 1000
+        replied = held_until if silence_from <= sent < held_until else sent + 0.0005
+        requests.append([t0 + sent, (replied - sent) * 1000, "read", i % 100, "ok"])
+    doc = {
+        "service": "redis", "rate": 1000.0, "launched": t0 - 2.0, "behind_max_ms": 0.2,
+        "requests": requests, "reconnects": [],
+    }  # fmt: skip
+    (run / "probe" / "service-labclient.json").write_text(json.dumps(doc))
+
+    found = profile_run(run, draw=True)
+
+    rec = json.loads((run / "run.json").read_text())
+    series = rec["profile"]["series"]["service"]
+    assert series["host"] == "labclient" and series["load"] == load
+    assert len(series["requests"]) == 8000
+    assert series["requests"][0][0] == pytest.approx(-2.0, abs=1e-5)
+    figures = found["derived"]["service"]
+    assert figures["failed"] == 0 and figures["periods"]["during"]["sent"] > 0
+    assert figures["switchover_silence_ms"] == pytest.approx(d["ping"]["silence_ms"] + 5, abs=1.5)
+    assert figures["switchover_vs_ping_ms"] == pytest.approx(5, abs=1.5)
+    assert any(line.startswith("redis (a, zipfian, 1000/s)") for line in found["summary"])
+    text = (run / "report.md").read_text()
+    assert "## The service under load (redis)" in text and "](service.png)" in text
+    assert (run / "service.png").read_bytes().startswith(b"\x89PNG")
+    # Each request's five values on one line of run.json, not seven.
+    assert (run / "run.json").read_text().count("\n") < 20000
+
+
+def test_a_run_without_a_service_has_no_service_section_nor_plot(record, tmp_path):
+    (tmp_path / "service.png").write_bytes(b"stale")
+    text = write_report(record, tmp_path).read_text()
+    assert "service under load" not in text
+    assert not (tmp_path / "service.png").exists()
+    assert derive(record)["service"] == {"measured": False}
+
+
 def test_report_and_plots_are_drawn_from_the_record_alone(record, tmp_path):
     path = write_report(record, tmp_path)
     text = path.read_text()

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import pytest
 
-from qmigrate.service import percentile, service_figures, throughput
+from qmigrate.service import (
+    parse_service,
+    percentile,
+    phase_of,
+    service_figures,
+    summary_line,
+    throughput,
+    workload_figures,
+)
 
 
 def log(
@@ -101,3 +109,88 @@ def test_without_requests_before_the_migration_nothing_counts_as_delayed():
 def test_throughput_bins_cover_the_span():
     requests = [[0.05, 0.06, "read", "k", "ok"], [0.15, 0.16, "read", "k", "ok"]]
     assert throughput(requests, 0.0, 0.2) == [[0.0, 10.0], [0.1, 10.0]]
+
+
+def test_a_request_waiting_when_the_migration_began_is_the_migrations():
+    """Sent before the migrate command but answered after it: counted during, not before,
+    so the baseline is the service's own."""
+    requests = [[-0.2, -0.1995, "read", 1, "ok"], [-0.01, 0.3, "read", 2, "ok"]]
+    requests += [[0.1, 0.1005, "read", 3, "ok"], [2.0, 2.0005, "read", 4, "ok"]]
+
+    figures = service_figures(requests, end=1.0)
+
+    assert figures["periods"]["before"]["sent"] == 1
+    assert figures["periods"]["during"]["sent"] == 2
+    assert figures["periods"]["during"]["max_ms"] == pytest.approx(310.0)
+    assert figures["periods"]["after"]["sent"] == 1
+    # 10x the 0.5 ms before: the one kept waiting across the migrate command
+    assert figures["delayed"] == 1
+
+
+def test_the_switchover_silence_is_found_beside_a_longer_one_in_setup():
+    requests = log(stall=(0.05, 0.35)) + log(lo=3.0, hi=4.0)
+    requests = [r for r in requests if not 1.2 <= r[0] < 1.28] + [
+        [r[0], 1.28 + 0.0005, r[2], r[3], "ok"] for r in requests if 1.2 <= r[0] < 1.28
+    ]
+    requests.sort(key=lambda r: r[0])
+
+    figures = service_figures(requests, end=1.3, switchover=(0.8, 4.0))
+
+    assert figures["longest_silence_ms"] == pytest.approx(300.5)
+    assert figures["switchover_silence_ms"] == pytest.approx(80.5)
+    assert figures["switchover_silence_from"] == pytest.approx(1.2)
+
+
+def service_doc(t0: float, requests: list[list]) -> dict:
+    """The client's output for REQUESTS given on the migrate command's clock (T0 epoch)."""
+    return {
+        "service": "redis", "rate": 1000.0, "mix": "a", "keys": "zipfian", "records": 100,
+        "value_size": 10, "connections": 4, "launched": t0 - 2.0, "behind_max_ms": 1.5,
+        "requests": [
+            [t0 + r[0], None if r[1] is None else (r[1] - r[0]) * 1000, r[2], r[3], r[4]]
+            for r in requests
+        ],
+        "reconnects": [[t0 + 0.2, t0 + 0.25]],
+    }  # fmt: skip
+
+
+def test_the_records_series_and_figures_from_the_clients_output():
+    t0 = 1_700_000_000.0
+    workload = {"service": "redis", "rate": 1000.0, "load": {"loaded": 100, "error": None}}
+    series = parse_service(service_doc(t0, log(stall=(0.5, 0.6))), t0, workload)
+
+    assert series["load"] == {"loaded": 100, "error": None}
+    assert series["launched"] == pytest.approx(-2.0) and series["behind_max_ms"] == 1.5
+    assert series["requests"][0][0] == pytest.approx(-2.0, abs=1e-6)
+    assert series["reconnects"] == [[pytest.approx(0.2), pytest.approx(0.25)]]
+
+    spans = [("setup", 0.0, 0.1), ("pre-copy", 0.1, 0.5), ("stop-and-copy", 0.5, 0.6)]
+    figures = workload_figures(series, 0.7, (0.1, 3.6), spans, ping_silence_ms=90.0)
+
+    assert figures["measured"] and figures["service"] == "redis"
+    assert figures["client_behind_max_ms"] == 1.5
+    assert figures["longest_silence_phase"] == "stop-and-copy"
+    assert figures["switchover_silence_ms"] == pytest.approx(100.5)
+    assert figures["switchover_vs_ping_ms"] == pytest.approx(10.5)
+    line = summary_line(figures)
+    assert line.startswith("redis (a, zipfian, 1000/s): p99 0.5 ms before")
+    assert "longest stall 100 ms (stop-and-copy)" in line and "ping 90 ms" in line
+
+
+def test_a_client_that_left_nothing_says_so():
+    series = parse_service(None, 0.0, {"service": "memcached", "rate": 500.0})
+    figures = workload_figures(series, 1.0, (0.0, 4.0), [], None)
+
+    assert figures["measured"] and "no output" in figures["error"]
+    assert "periods" not in figures
+    assert summary_line(figures) == "memcached (500/s): no output from the service client"
+    assert workload_figures(None, 1.0, None, [], None) == {"measured": False}
+    assert summary_line({"measured": False}) is None
+
+
+def test_phase_of_a_time():
+    spans = [("setup", 0.0, 0.2), ("pre-copy", 0.2, 0.5)]
+    assert phase_of(0.1, spans, 0.6) == "setup"
+    assert phase_of(-1.0, spans, 0.6) == "before the migration"
+    assert phase_of(0.7, spans, 0.6) == "after the migration"
+    assert phase_of(None, spans, 0.6) == "-"
