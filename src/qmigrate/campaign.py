@@ -65,11 +65,32 @@ GUEST_KEYS = {
     "profile": "minimal (the initramfs guest) or seed (the seed's Debian disk VM)",
     "memory": "MiB (256) or a size with a unit (262148K, 1G)",
     "cpus": "vCPUs, 1 to 64",
-    "workload": "idle, or {dirty: MiB/s, dirty_set: MiB} for the memory-dirtying guest",
+    "workload": (
+        "idle; {dirty: MiB/s, dirty_set: MiB} for the memory-dirtying (minimal) guest; or "
+        "{service: redis or memcached, rate, mix, keys, records, value_size, connections} "
+        "for a service under load in the seed guest"
+    ),
 }
 WORKLOAD_KEYS = {
     "dirty": "MiB/s the guest rewrites",
     "dirty_set": "MiB of guest memory it rewrites (default 64)",
+    "service": "redis or memcached: the seed guest's service the probes' client loads",
+    "rate": "requests a second (default 2000)",
+    "mix": "YCSB's a (50% reads), b (95%) or c (reads only); default a",
+    "keys": "uniform or zipfian (default)",
+    "records": "records in the data set (default 10000)",
+    "value_size": "bytes of each value (default 1000)",
+    "connections": "the client's connections (default 16)",
+}
+SERVICES = ("redis", "memcached")
+# A service workload's keys: the probe role's variable each sets, and how it is checked.
+SERVICE_VARS = {
+    "rate": "probe_workload_rate",
+    "mix": "probe_workload_mix",
+    "keys": "probe_workload_keys",
+    "records": "probe_workload_records",
+    "value_size": "probe_workload_value_size",
+    "connections": "probe_workload_connections",
 }
 
 
@@ -104,9 +125,14 @@ class Guest:
     variables: dict[str, Any] = field(default_factory=dict)
     dirty: int = 0
     dirty_set: int = 64
+    # A service under load: the probe role's probe_workload* variables (none: idle)
+    service: dict[str, Any] = field(default_factory=dict)
 
     @property
     def workload(self) -> str:
+        if self.service:
+            rate = self.service.get("probe_workload_rate", 2000)
+            return f"{self.service['probe_workload']} under {rate:g} requests/s"
         return f"dirty {self.dirty} MiB/s over {self.dirty_set} MiB" if self.dirty else "idle"
 
     def kernel_args(self) -> str:
@@ -173,7 +199,11 @@ class Campaign:
     def guest_vars(self, guest: str) -> dict[str, Any]:
         """The variables GUEST's runs share: the guest's (vm role), and the probes."""
         spec = self.guests[guest]
-        extra: dict[str, Any] = {**spec.variables, "migration_profile": self.probes}
+        extra: dict[str, Any] = {
+            **spec.variables,
+            **spec.service,
+            "migration_profile": self.probes,
+        }
         if spec.dirty:
             extra["vm_append"] = f"{PROFILE_APPEND} {spec.kernel_args()}"
             # Booted when the workload has filled its set and reported a second of
@@ -367,7 +397,7 @@ def _guest(problems: _Problems, name: str, spec: Any) -> Guest:
     if "profile" in spec:
         profile = _choice(problems, f"{where}.profile", spec["profile"], PROFILES)
         if profile:
-            variables["vm_profile"] = profile
+            variables["qmigrate_profile"] = profile
     if "memory" in spec:
         memory = spec["memory"]
         if isinstance(memory, bool) or not SIZE.match(str(memory)):
@@ -382,14 +412,19 @@ def _guest(problems: _Problems, name: str, spec: Any) -> Guest:
         if cpus is not None:
             variables["vm_cpus"] = cpus
     dirty, dirty_set = 0, 64
+    service: dict[str, Any] = {}
     workload = spec.get("workload", "idle")
     if workload != "idle":
         load = _mapping(problems, f"{where}.workload", workload) if workload is not None else {}
         if isinstance(workload, str) or workload is None:
-            problems.add(f"{where}.workload", f"{workload!r} is not idle nor a dirty workload")
+            problems.add(
+                f"{where}.workload", f"{workload!r} is not idle, a dirty workload nor a service"
+            )
         problems.unknown_keys(f"{where}.workload", load, WORKLOAD_KEYS)
-        if load and "dirty" not in load:
-            problems.add(f"{where}.workload", "needs dirty (MiB/s)")
+        if load and "service" in load:
+            service = _service(problems, f"{where}.workload", load, variables)
+        elif load and "dirty" not in load:
+            problems.add(f"{where}.workload", "needs dirty (MiB/s) or service")
         if "dirty" in load:
             dirty = _integer(problems, f"{where}.workload.dirty", load["dirty"], 1, 100_000) or 0
         if "dirty_set" in load:
@@ -397,12 +432,45 @@ def _guest(problems: _Problems, name: str, spec: Any) -> Guest:
                 _integer(problems, f"{where}.workload.dirty_set", load["dirty_set"], 1, 1_000_000)
                 or 64
             )
-        if dirty and variables.get("vm_profile") == "seed":
+        if dirty and variables.get("qmigrate_profile") == "seed":
             problems.add(
                 f"{where}.workload",
                 "the dirtying workload runs in the minimal (initramfs) guest only",
             )
-    return Guest(name, variables, dirty, dirty_set)
+    return Guest(name, variables, dirty, dirty_set, service)
+
+
+def _service(
+    problems: _Problems, where: str, load: dict[str, Any], variables: dict[str, Any]
+) -> dict[str, Any]:
+    """A service workload's probe variables, checked (it needs the seed's Debian guest)."""
+    out: dict[str, Any] = {}
+    if "dirty" in load or "dirty_set" in load:
+        problems.add(where, "is a service or a dirty workload, not both")
+    chosen = _choice(problems, f"{where}.service", load["service"], SERVICES)
+    if chosen:
+        out["probe_workload"] = chosen
+    if variables.get("qmigrate_profile") != "seed":
+        problems.add(
+            where, "a service runs in the seed guest only (profile: seed); the minimal has none"
+        )
+    ranges = {
+        "rate": (1, 100_000),
+        "records": (1, 10_000_000),
+        "value_size": (1, 1_048_576),
+        "connections": (1, 1024),
+    }
+    for key, (low, high) in ranges.items():
+        if key in load:
+            value = _integer(problems, f"{where}.{key}", load[key], low, high)
+            if value is not None:
+                out[SERVICE_VARS[key]] = value
+    for key, choices in (("mix", ("a", "b", "c")), ("keys", ("uniform", "zipfian"))):
+        if key in load:
+            value = _choice(problems, f"{where}.{key}", load[key], choices)
+            if value:
+                out[SERVICE_VARS[key]] = value
+    return out
 
 
 def parse(data: Any, source: str = "campaign") -> Campaign:
@@ -433,6 +501,13 @@ def parse(data: Any, source: str = "campaign") -> Campaign:
     guest_specs = _names(problems, "guests", data.get("guests"), "guest")
     methods = {str(n): _method(problems, str(n), s) for n, s in method_specs.items()}
     guests = {str(n): _guest(problems, str(n), s) for n, s in guest_specs.items()}
+
+    for guest in guests.values():
+        if guest.service and probes is False:
+            problems.add(
+                f"guests.{guest.name}.workload",
+                "a service under load is measured by the probes: set probes: true",
+            )
 
     baseline = data.get("baseline", next(iter(methods), ""))
     if methods and baseline not in methods:

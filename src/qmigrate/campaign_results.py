@@ -60,6 +60,17 @@ COLUMNS: dict[str, str] = {
     "setup_stall_ms": (
         "the longest time the guest answered no ping in QEMU's setup phase (probes on)"
     ),
+    "service_p99_during_ms": (
+        "the 99th percentile latency of the service's requests during the migration (a"
+        " guest with a service workload)"
+    ),
+    "service_stall_ms": (
+        "the longest time the service's requests waited with no reply, at the switchover"
+        " (a guest with a service workload)"
+    ),
+    "service_failed": (
+        "the service's requests failed or timed out (a guest with a service workload)"
+    ),
     "verified": "every verification of the record held",
     "error": "why the run failed",
 }
@@ -73,6 +84,8 @@ METRICS: dict[str, tuple[str, str]] = {
     "passes": ("passes", ""),
     "tcp_stalled_s": ("TCP stall", "s"),
     "setup_stall_ms": ("setup-phase stall", "ms"),
+    "service_p99_during_ms": ("service p99 during", "ms"),
+    "service_stall_ms": ("service stall at the switchover", "ms"),
     "overhead_s": ("per-migration cost", "s"),
 }
 BOOTSTRAP_RESAMPLES = 2000
@@ -132,6 +145,13 @@ def row(run: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
         "guest_spoke_ms": _part(derived, "until_guest_spoke"),
         "tcp_back_ms": _dig(derived, "anatomy", "tcp", "stalled_ms"),
         "setup_stall_ms": _dig(derived, "anatomy", "setup", "ping", "unanswered_ms"),
+        "service_p99_during_ms": _dig(derived, "service", "periods", "during", "p99_ms"),
+        "service_stall_ms": _dig(derived, "service", "switchover_silence_ms"),
+        "service_failed": (
+            None
+            if _dig(derived, "service", "failed") is None
+            else derived["service"]["failed"] + (derived["service"].get("timed_out") or 0)
+        ),
         "verified": bool(verification) and all(v for v in verification.values() if v is not None),
         "error": record.get("error") or "",
     }

@@ -180,6 +180,33 @@ def test_the_variables_a_campaign_sets_are_its_guests_methods_and_timeout():
     }
 
 
+def test_a_service_guest_carries_the_probes_workload_and_the_seed_profile():
+    campaign = parse(
+        {
+            **GOOD,
+            "probes": True,
+            "guests": {
+                "redis": {
+                    "profile": "seed",
+                    "workload": {"service": "redis", "rate": "3000", "mix": "b", "records": 500},
+                },
+                "idle": {},
+            },
+        }
+    )
+
+    assert campaign.guest_vars("redis") == {
+        "qmigrate_profile": "seed",
+        "probe_workload": "redis",
+        "probe_workload_rate": 3000,
+        "probe_workload_mix": "b",
+        "probe_workload_records": 500,
+        "migration_profile": True,
+    }
+    assert campaign.guests["redis"].workload == "redis under 3000 requests/s"
+    assert "probe_workload" not in campaign.guest_vars("idle")
+
+
 def test_the_dirty_guests_kernel_line_starts_with_the_vm_roles_own():
     defaults = yaml.safe_load((ROOT / "roles" / "vm" / "defaults" / "main.yml").read_text())
 
@@ -233,9 +260,37 @@ def test_an_idle_guest_keeps_the_roles_kernel_line():
         ({"guests": {"g": {"memory": True}}}, "guests.g.memory: True is not a size"),
         ({"guests": {"g": {"cpus": 0}}}, "guests.g.cpus: 0 is out of range (1 to 64)"),
         ({"guests": {"g": {"profile": "windows"}}}, "guests.g.profile: 'windows' is not one of"),
-        ({"guests": {"g": {"workload": "busy"}}}, "guests.g.workload: 'busy' is not idle nor"),
-        ({"guests": {"g": {"workload": {"rate": 5}}}}, "guests.g.workload.rate: unknown key"),
+        (
+            {"guests": {"g": {"workload": "busy"}}},
+            "guests.g.workload: 'busy' is not idle, a dirty workload nor a service",
+        ),
+        ({"guests": {"g": {"workload": {"speed": 5}}}}, "guests.g.workload.speed: unknown key"),
         ({"guests": {"g": {"workload": {"dirty_set": 5}}}}, "guests.g.workload: needs dirty"),
+        ({"guests": {"g": {"workload": {"rate": 5}}}}, "needs dirty (MiB/s) or service"),
+        (
+            {"guests": {"g": {"profile": "seed", "workload": {"service": "nginx"}}}},
+            "guests.g.workload.service: 'nginx' is not one of redis, memcached",
+        ),
+        (
+            {"guests": {"g": {"workload": {"service": "redis"}}}},
+            "guests.g.workload: a service runs in the seed guest only",
+        ),
+        (
+            {"guests": {"g": {"profile": "seed", "workload": {"service": "redis", "dirty": 8}}}},
+            "guests.g.workload: is a service or a dirty workload, not both",
+        ),
+        (
+            {"guests": {"g": {"profile": "seed", "workload": {"service": "redis", "rate": 0}}}},
+            "guests.g.workload.rate: 0 is out of range",
+        ),
+        (
+            {"guests": {"g": {"profile": "seed", "workload": {"service": "redis", "mix": "f"}}}},
+            "guests.g.workload.mix: 'f' is not one of a, b, c",
+        ),
+        (
+            {"guests": {"g": {"profile": "seed", "workload": {"service": "memcached"}}}},
+            "guests.g.workload: a service under load is measured by the probes",
+        ),
         ({"guests": {"g": {"workload": {"dirty": 0}}}}, "guests.g.workload.dirty: 0 is out of"),
         (
             {"guests": {"g": {"profile": "seed", "workload": {"dirty": 8}}}},
