@@ -7,7 +7,7 @@ export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
 
 PLAYBOOK := $(BIN)/ansible-playbook
 
-.PHONY: setup run lab provision launch migrate_vms teardown test lint unit molecule integration soak bench clean
+.PHONY: setup run lab provision launch migrate_vms teardown test lint unit molecule integration soak bench bench-service clean
 
 ## setup: system packages and the virtual environment (idempotent)
 setup:
@@ -41,14 +41,21 @@ integration: setup
 
 ## soak: the repeated trials make test runs once: each kind of fault 5 times, 20
 ## migrations back and forth under one iperf3 stream, the whole compare campaign
-## (3 methods x 5 repetitions), and 10 profiled migrations whose downtime's anatomy must
-## hold each time (builds the lab, removes it after)
+## (3 methods x 5 repetitions), 10 profiled migrations whose downtime's anatomy must
+## hold each time, and 6 migrations of the seed's guest under redis and memcached load
+## with every request answered (builds the lab, removes it after)
 soak: setup
 	QMIGRATE_FAULT_TRIALS=5 QMIGRATE_PINGPONG=20 QMIGRATE_CAMPAIGN=campaigns/compare.yml \
-		QMIGRATE_ANATOMY_TRIALS=10 \
+		QMIGRATE_ANATOMY_TRIALS=10 QMIGRATE_SERVICE_TRIALS=6 \
 		$(BIN)/pytest -q -s --durations=10 tests/integration/test_faults.py \
 		tests/integration/test_pingpong.py tests/integration/test_campaign.py \
-		tests/integration/test_profile.py::test_the_anatomy_holds_trial_after_trial
+		tests/integration/test_profile.py::test_the_anatomy_holds_trial_after_trial \
+		tests/integration/test_service.py::test_a_service_under_load_holds_trial_after_trial
+
+## bench-service: the open-loop service client's limits here (rising rates against the
+## seed's idle guest, redis and memcached; builds the lab, removes it after)
+bench-service: setup
+	$(BIN)/python -m bench.service $(BENCH_ARGS)
 
 ## bench: issue 7's benchmark (not part of test): builds the lab, prints the table and writes
 ## bench/results/<stamp>.json, then tears the lab down; BENCH_ARGS="--reps 1" to pass options
