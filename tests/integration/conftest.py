@@ -19,9 +19,9 @@ from labrun import (
 # lab (migrations, bad input, faults, a ping-pong, profiles, the dirtying guest, two pairs
 # at once) and that lab's removal
 # (which must stop every VM the pairs left); the API and the command, then the seed's VM
-# (a lab of their own each); then the modules that run on the builder alone, the Debian
-# image first (test_seed.py's provisioning reuses it when it runs beside them, see
-# scripts/test). Modules not named here run last, in file order.
+# and the services under load in it (a lab of their own each); then the modules that run
+# on the builder alone, the Debian image first (test_seed.py's provisioning reuses it when
+# it runs beside them, see scripts/test). Modules not named here run last, in file order.
 MODULE_ORDER = (
     "test_foundation.py",
     "test_migration.py",
@@ -35,6 +35,7 @@ MODULE_ORDER = (
     "test_teardown.py",
     "test_api.py",
     "test_seed.py",
+    "test_service.py",
     "test_debian_image.py",
     "test_kernel_build.py",
 )
