@@ -365,7 +365,8 @@ def service_markdown(f: dict[str, Any]) -> list[str]:
         f"{_num(f.get('switchover_vs_ping_ms'), ' ms', 1)}).",
         f"- Delayed past 10x the p99 before the migration "
         f"({_num(f.get('delay_limit_ms'), ' ms', 1)}), failed or timed out: "
-        f"{_num(f.get('delayed'))} of the requests from the migrate command on.",
+        f"{_num(f.get('delayed'))} of the requests from the migrate command on, the last "
+        f"sent at t={_num(f.get('last_delayed_at'), ' s', 3)}.",
         f"- Connections made again after an error: {_num(f.get('reconnects'))}, "
         f"{_num(f.get('reconnect_ms'), ' ms', 1)} without a connection in all.",
         f"- The client fell behind its schedule by at most "

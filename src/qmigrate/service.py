@@ -104,13 +104,16 @@ def service_figures(
     figures = {name: latency_figures(part) for name, part in periods.items()}
     p99 = figures["before"]["p99_ms"]
     delayed = None
+    last_delayed = None
     if p99 is not None:
         limit = DELAY_FACTOR * p99
-        delayed = sum(
-            1
+        late = [
+            r[0]
             for r in periods["during"] + periods["after"]
             if r[4] != "ok" or r[1] is None or (r[1] - r[0]) * 1000 > limit
-        )
+        ]
+        delayed = len(late)
+        last_delayed = max(late, default=None)
     in_order = sorted(requests, key=lambda r: r[0])
     waited = silences([(r[0], r[1] if r[4] == "ok" else None) for r in in_order])
     gaps = [(b - a, a) for a, b in waited]
@@ -136,6 +139,8 @@ def service_figures(
         "switchover_silence_from": None if at_switchover is None else round(at_switchover[1], 6),
         "delayed": delayed,
         "delay_limit_ms": None if p99 is None else round(DELAY_FACTOR * p99, 3),
+        # When the last of them was sent: the service is back to normal after it
+        "last_delayed_at": None if last_delayed is None else round(last_delayed, 6),
         "reconnects": len(reconnects or []),
         "reconnect_ms": round(sum(lost) * 1000, 3) if lost else 0.0,
         "throughput": throughput(requests, math.floor(lo / BIN) * BIN, hi + BIN),
@@ -201,7 +206,11 @@ def workload_figures(
         switchover if end is not None else None,
     )
     out.update(figures)
-    out["longest_silence_phase"] = phase_of(figures["longest_silence_from"], spans, end)
+    # Named by its middle: a silence that began as the migrate command was given (a
+    # request sent just before it, still waiting) is the setup phase's.
+    began, lasted = figures["longest_silence_from"], figures["longest_silence_ms"]
+    middle = None if began is None else began + lasted / 2000
+    out["longest_silence_phase"] = phase_of(middle, spans, end)
     out["ping_silence_ms"] = ping_silence_ms
     mine = figures["switchover_silence_ms"]
     out["switchover_vs_ping_ms"] = (

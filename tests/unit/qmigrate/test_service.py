@@ -63,6 +63,7 @@ def test_a_stall_during_the_migration_shows_in_every_figure():
     # Past 10x the pre-migration p99 (5 ms): those sent in the stall's first 95.5 ms.
     assert figures["delay_limit_ms"] == pytest.approx(5.0)
     assert figures["delayed"] == 96
+    assert figures["last_delayed_at"] == pytest.approx(0.595)
     assert figures["failed"] == 0 and figures["timed_out"] == 0
 
 
@@ -175,6 +176,18 @@ def test_the_records_series_and_figures_from_the_clients_output():
     line = summary_line(figures)
     assert line.startswith("redis (a, zipfian, 1000/s): p99 0.5 ms before")
     assert "longest stall 100 ms (stop-and-copy)" in line and "ping 90 ms" in line
+
+
+def test_a_silence_is_named_by_the_phase_of_its_middle():
+    """Begun a few ms before the migrate command (a request sent then still waited) and
+    lasting through the setup phase: the setup phase's."""
+    series = {"service": "redis", "requests": log(stall=(-0.004, 0.2)), "reconnects": []}
+    spans = [("setup", 0.0, 0.25), ("pre-copy", 0.25, 0.6)]
+
+    figures = workload_figures(series, 0.7, (0.2, 3.6), spans, None)
+
+    assert figures["longest_silence_from"] < 0
+    assert figures["longest_silence_phase"] == "setup"
 
 
 def test_a_client_that_left_nothing_says_so():
