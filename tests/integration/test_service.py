@@ -22,7 +22,7 @@ TRIALS = int(os.environ.get("QMIGRATE_SERVICE_TRIALS", "0"))
 # The service's silence at the switchover against the pings' (ms). Both are the guest's
 # one outage, so each covers the source's STOP to the destination's RESUME; their ends
 # differ by the order in which the guest, back, answers the requests queued meanwhile and
-# the pings (here -30 to +59 ms), and by a TCP retransmission timeout (Linux's least is
+# the pings (here -30 to +80 ms), and by a TCP retransmission timeout (Linux's least is
 # 200 ms) when the client's segments sent in the outage were lost.
 AGREE_MS = 250.0
 # A request is sent every 0.5 ms: one is waiting within this long of the STOP.
