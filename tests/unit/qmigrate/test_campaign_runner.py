@@ -31,7 +31,12 @@ class Lab:
     from where the guest then is (FAIL: run ids whose migration fails; STOP_AT: the run id
     at which Ctrl-C comes)."""
 
-    def __init__(self, fail: tuple[str, ...] = (), stop_at: str = "") -> None:
+    def __init__(
+        self, fail: tuple[str, ...] = (), stop_at: str = "", profiled: tuple[str, ...] = ()
+    ) -> None:
+        # PROFILED: run ids whose record comes twice, as a profiled run's does (again with
+        # the profile's verification, here a stream that did not survive)
+        self.profiled = profiled
         self.calls: list[tuple[str, str, bool]] = []
         self.playbooks: list[list[str]] = []  # the run ids of each migrate.yml
         self.extra: list[dict] = []  # the extra variables of each playbook run
@@ -57,6 +62,9 @@ class Lab:
             assert "qmigrate_reverse" not in one["vars"]
             record = self._migrate(extra_vars, one["run_id"], reverse)
             on_record(record)
+            if one["run_id"] in self.profiled:
+                verified = {**record["verification"], "tcp_stream_survived": False}
+                on_record({**record, "verification": verified})
             if record["status"] == "completed":
                 reverse = not reverse
 
@@ -125,6 +133,22 @@ def test_a_ping_pong_campaign_boots_once_and_goes_back_and_forth(lab, tmp_path):
     assert all(r["wall_s"] >= 0 for r in ran)
     assert [r["stretch"] for r in ran] == [1, 2, 2, 2]
     assert [r["fresh"] for r in ran] == [True, False, False, False]
+
+
+def test_a_profiled_runs_second_record_does_not_turn_the_guest_around(lab, tmp_path):
+    """The migration role publishes a profiled run's record twice (the second with the
+    profile's verification): the runner takes the guest's way from the first, its outcome
+    from the last, and reports the run once."""
+    stand_in = lab(profiled=("idle-a-001", "idle-b-001"))
+
+    outcome, seen = run(tmp_path)
+
+    assert [c[2] for c in stand_in.calls if c[0] == "migrate"] == [False, True, False, True]
+    assert [p.done for p in seen] == [1, 2, 3, 4]
+    state = json.loads((tmp_path / "c" / "campaign.json").read_text())
+    assert [state["runs"][r]["reverse"] for r in ("idle-a-001", "idle-b-001")] == [False, True]
+    assert state["runs"]["idle-b-001"]["outcome"] != "completed"
+    assert state["runs"]["idle-a-002"]["outcome"] == "completed"
 
 
 def test_each_round_gets_its_methods_variables_and_the_guest_its_own(lab, tmp_path, monkeypatch):
