@@ -138,6 +138,7 @@ WIRED = {
     "vm_runtime_dir": "qmigrate_runtime_dir",
     "migration_runtime_dir": "qmigrate_runtime_dir",
     "lab_runtime_dir": "qmigrate_runtime_dir",
+    "probe_source": "qmigrate_source (and qmigrate_reverse)",
     "probe_destination": "qmigrate_destination",
     "probe_client": "the inventory's clients group",
     "probe_target": "vm_guest_address",

@@ -141,7 +141,7 @@ def test_a_profiled_runs_second_record_does_not_turn_the_guest_around(lab, tmp_p
     from the last, and reports the run once."""
     stand_in = lab(profiled=("idle-a-001", "idle-b-001"))
 
-    outcome, seen = run(tmp_path)
+    _, seen = run(tmp_path)
 
     assert [c[2] for c in stand_in.calls if c[0] == "migrate"] == [False, True, False, True]
     assert [p.done for p in seen] == [1, 2, 3, 4]
