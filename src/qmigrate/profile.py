@@ -547,6 +547,7 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
             switchover_window(p) if end is not None else None,
             phase_spans(p),
             ping.get("silence_ms"),
+            p.get("switchover"),
         ),
     }
 

@@ -360,9 +360,14 @@ def service_markdown(f: dict[str, Any]) -> list[str]:
         f"- Longest time with requests waiting and no reply: "
         f"{_num(f.get('longest_silence_ms'), ' ms', 1)}, from t="
         f"{_num(f.get('longest_silence_from'), ' s', 3)} ({f.get('longest_silence_phase')}).",
-        f"- At the switchover: {_num(f.get('switchover_silence_ms'), ' ms', 1)} with no reply; "
-        f"the pings' own silence there {_num(f.get('ping_silence_ms'), ' ms', 1)} (difference "
-        f"{_num(f.get('switchover_vs_ping_ms'), ' ms', 1)}).",
+        f"- At the switchover, the outage as the requests saw it (under way when the source "
+        f"stopped the guest): {_num(f.get('outage_silence_ms'), ' ms', 1)} with no reply, from "
+        f"t={_num(f.get('outage_silence_from'), ' s', 3)}; the pings' own silence there "
+        f"{_num(f.get('ping_silence_ms'), ' ms', 1)} (difference "
+        f"{_num(f.get('switchover_vs_ping_ms'), ' ms', 1)}). The longest silence begun around "
+        f"the switchover: {_num(f.get('switchover_silence_ms'), ' ms', 1)} (longer when "
+        "requests whose segments were lost in the outage waited out TCP's retransmission "
+        "timer).",
         f"- Delayed past 10x the p99 before the migration "
         f"({_num(f.get('delay_limit_ms'), ' ms', 1)}), failed or timed out: "
         f"{_num(f.get('delayed'))} of the requests from the migrate command on, the last "

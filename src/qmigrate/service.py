@@ -23,6 +23,9 @@ BIN = 0.1
 # A request is delayed when it took longer than this many times the pre-migration p99.
 DELAY_FACTOR = 10.0
 PERCENTILES = (50.0, 99.0, 99.9)
+# A request is waiting at most this long after the source stopped the guest (at the rates
+# the client sustains, one is sent every 0.5-1 ms), s.
+OUTAGE_SLACK = 0.002
 
 
 def parse_client(doc: dict[str, Any], t0: float) -> dict[str, Any]:
@@ -86,11 +89,15 @@ def service_figures(
     end: float,
     reconnects: list[list[float]] | None = None,
     switchover: tuple[float, float] | None = None,
+    stop: float | None = None,
 ) -> dict[str, Any]:
     """The figures of one open-loop client's REQUESTS around a migration that ran from the
     migrate command (0) to END (s); RECONNECTS are [lost, reconnected] times (s). With
-    SWITCHOVER (lo, hi), also the longest silence that began there (the stop-and-copy's,
-    as the guest-observed downtime is sought)."""
+    SWITCHOVER (lo, hi), also the longest silence that began there (where the
+    guest-observed downtime is sought); with STOP (the source stopped the guest), the
+    outage as the requests saw it: the silence under way then (or begun within
+    OUTAGE_SLACK after it). After the outage a request whose segments were lost meanwhile
+    may wait out TCP's retransmission timer: the longest at the switchover can be that."""
     # Before: sent and answered before the migrate command; a request still waiting for
     # its reply then is the migration's, with those sent while it ran.
     periods: dict[str, list[list[Any]]] = {"before": [], "during": [], "after": []}
@@ -123,6 +130,11 @@ def service_figures(
         if switchover is not None
         else None
     )
+    outage = (
+        next((g for g in gaps if g[1] <= stop + OUTAGE_SLACK < g[1] + g[0]), None)
+        if stop is not None
+        else None
+    )
     sent = [r[0] for r in requests]
     lo = min(sent, default=0.0)
     hi = max((r[1] for r in requests if r[1] is not None), default=lo)
@@ -137,6 +149,8 @@ def service_figures(
             None if at_switchover is None else round(at_switchover[0] * 1000, 3)
         ),
         "switchover_silence_from": None if at_switchover is None else round(at_switchover[1], 6),
+        "outage_silence_ms": None if outage is None else round(outage[0] * 1000, 3),
+        "outage_silence_from": None if outage is None else round(outage[1], 6),
         "delayed": delayed,
         "delay_limit_ms": None if p99 is None else round(DELAY_FACTOR * p99, 3),
         # When the last of them was sent: the service is back to normal after it
@@ -186,11 +200,13 @@ def workload_figures(
     switchover: tuple[float, float] | None,
     spans: list[tuple[str, float, float]],
     ping_silence_ms: float | None,
+    stop: float | None = None,
 ) -> dict[str, Any]:
     """The record's figures of a service under load (SERVICE, the series of
-    :func:`parse_service`) around a migration that ended at END (s; None: no migration),
-    beside the pings' silence at the switchover (PING_SILENCE_MS, not less the round
-    trip: both are times with a request waiting and no reply)."""
+    :func:`parse_service`) around a migration that ended at END (s; None: no migration)
+    and whose source stopped the guest at STOP: its outage beside the pings' silence at the
+    switchover (PING_SILENCE_MS, not less the round trip: both are times with a request
+    waiting and no reply)."""
     if not service:
         return {"measured": False}
     out: dict[str, Any] = {"measured": True, **{k: service.get(k) for k in SETTINGS}}
@@ -204,6 +220,7 @@ def workload_figures(
         end if end is not None else math.inf,
         service.get("reconnects"),
         switchover if end is not None else None,
+        stop if end is not None else None,
     )
     out.update(figures)
     # Named by its middle: a silence that began as the migrate command was given (a
@@ -212,7 +229,7 @@ def workload_figures(
     middle = None if began is None else began + lasted / 2000
     out["longest_silence_phase"] = phase_of(middle, spans, end)
     out["ping_silence_ms"] = ping_silence_ms
-    mine = figures["switchover_silence_ms"]
+    mine = figures["outage_silence_ms"]
     out["switchover_vs_ping_ms"] = (
         round(mine - ping_silence_ms, 3)
         if mine is not None and ping_silence_ms is not None
@@ -236,8 +253,9 @@ def summary_line(figures: dict[str, Any]) -> str | None:
         f"{_n(p['during']['p99_ms'], 1)} during, {_n(p['after']['p99_ms'], 1)} after; "
         f"longest stall {_n(figures['longest_silence_ms'])} ms "
         f"({figures['longest_silence_phase']}), "
-        f"{_n(figures['switchover_silence_ms'])} ms at the switchover "
-        f"(ping {_n(figures['ping_silence_ms'])} ms); {figures['failed']} failed, "
+        f"{_n(figures['outage_silence_ms'])} ms at the switchover "
+        f"(ping {_n(figures['ping_silence_ms'])} ms, longest there "
+        f"{_n(figures['switchover_silence_ms'])} ms); {figures['failed']} failed, "
         f"{figures['timed_out']} timed out, {_n(figures['delayed'])} past 10x p99"
     )
 

@@ -257,6 +257,7 @@ def test_a_service_under_load_is_ingested_profiled_and_reported(record, tmp_path
     figures = found["derived"]["service"]
     assert figures["failed"] == 0 and figures["periods"]["during"]["sent"] > 0
     assert figures["switchover_silence_ms"] == pytest.approx(d["ping"]["silence_ms"] + 5, abs=1.5)
+    assert figures["outage_silence_ms"] == figures["switchover_silence_ms"]
     assert figures["switchover_vs_ping_ms"] == pytest.approx(5, abs=1.5)
     assert any(line.startswith("redis (a, zipfian, 1000/s)") for line in found["summary"])
     text = (run / "report.md").read_text()

@@ -166,16 +166,47 @@ def test_the_records_series_and_figures_from_the_clients_output():
     assert series["reconnects"] == [[pytest.approx(0.2), pytest.approx(0.25)]]
 
     spans = [("setup", 0.0, 0.1), ("pre-copy", 0.1, 0.5), ("stop-and-copy", 0.5, 0.6)]
-    figures = workload_figures(series, 0.7, (0.1, 3.6), spans, ping_silence_ms=90.0)
+    figures = workload_figures(series, 0.7, (0.1, 3.6), spans, ping_silence_ms=90.0, stop=0.5)
 
     assert figures["measured"] and figures["service"] == "redis"
     assert figures["client_behind_max_ms"] == 1.5
     assert figures["longest_silence_phase"] == "stop-and-copy"
     assert figures["switchover_silence_ms"] == pytest.approx(100.5)
+    assert figures["outage_silence_ms"] == pytest.approx(100.5)
     assert figures["switchover_vs_ping_ms"] == pytest.approx(10.5)
     line = summary_line(figures)
     assert line.startswith("redis (a, zipfian, 1000/s): p99 0.5 ms before")
-    assert "longest stall 100 ms (stop-and-copy)" in line and "ping 90 ms" in line
+    assert "longest stall 100 ms (stop-and-copy)" in line
+    assert "100 ms at the switchover (ping 90 ms, longest there 100 ms)" in line
+
+
+def test_the_outage_is_the_silence_under_way_at_the_stop_not_a_later_one():
+    """The guest stopped at 1.0 and ran again at 1.08; a few requests answered then, while
+    those sent in the outage, their segments lost, waited out TCP's retransmission timer
+    until 1.3: the outage is the first silence, the longest at the switchover the second."""
+    requests = []
+    for i in range(3000):
+        sent = round(i / 1000, 6)
+        if 0.999 <= sent < 1.08:
+            replied = 1.3 + 0.0005
+        elif 1.08 <= sent < 1.09:
+            replied = sent + 0.0005
+        elif 1.09 <= sent < 1.3:
+            replied = 1.3 + 0.0005
+        else:
+            replied = sent + 0.0005
+        requests.append([sent, replied, "read", i, "ok"])
+    # The first replies after the outage: those queued in the guest at the stop.
+    for r in requests:
+        if 0.995 <= r[0] < 0.999:
+            r[1] = 1.08 + 0.0005
+
+    figures = service_figures(requests, end=1.1, switchover=(0.5, 4.0), stop=1.0)
+
+    assert figures["outage_silence_from"] == pytest.approx(0.995)
+    assert figures["outage_silence_ms"] == pytest.approx(85.5)
+    assert figures["switchover_silence_ms"] == pytest.approx(211.0)
+    assert figures["switchover_silence_from"] == pytest.approx(1.0895)
 
 
 def test_a_silence_is_named_by_the_phase_of_its_middle():
