@@ -263,8 +263,11 @@ def anatomy(record: dict[str, Any], p: dict[str, Any], ping: dict[str, Any]) -> 
     # The client's silence at the stop: from when it began to wait (the last reply before,
     # or the send time of the first ping not answered then, if later) to the next reply.
     # (A silence that began just after the stop counts from the stop: the guest was gone
-    # before the client's next ping.)
-    spans = [q for q in ping_silences(replies) if q[1] > stop]
+    # before the client's next ping.) Its end is a reply from the destination, which
+    # resumed the guest: one that arrives after the stop but before that is the source's
+    # answer to a ping it took just before it stopped, late on a busy machine.
+    answering = max(stop, marks["destination_resumed"] or stop)
+    spans = [q for q in ping_silences(replies) if q[1] > answering]
     if spans:
         marks["client_waiting"] = min(spans[0][0], stop)
         marks["first_ping_answered"] = spans[0][1]

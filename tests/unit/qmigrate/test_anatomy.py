@@ -160,6 +160,20 @@ def test_every_mark_is_found_in_order_and_the_parts_add_up():
     }
 
 
+def test_the_sources_late_answer_after_its_stop_is_not_the_destinations_first():
+    """The ping sent at 0.49 s, answered by the source just before it stopped but heard at
+    0.502 s on a busy machine: the client's wait ends at the destination's first reply,
+    after it resumed the guest (CI, 2026-12-03: the marks were out of order)."""
+    rec = record()
+    rec["profile"]["series"]["ping"]["replies"] = pings(lost=(0.495, 0.56), late={0.49: 12.0})
+
+    a = derive_anatomy(rec)
+
+    assert a["in_order"], a["out_of_order"]
+    assert a["marks"]["first_ping_answered"] == pytest.approx(0.5605)
+    assert a["marks"]["client_waiting"] == pytest.approx(STOP)
+
+
 def test_the_tcp_stream_waited_out_its_retransmission_timer():
     tcp = derive_anatomy(record())["tcp"]
 
