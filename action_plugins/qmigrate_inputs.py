@@ -136,6 +136,9 @@ WIRED = {
     "guest_image_type": "qmigrate_profile",
     "vm_network_taps": "qmigrate_vm_count",
     "vm_runtime_dir": "qmigrate_runtime_dir",
+    "qemu_version": "qmigrate_qemu_version",
+    "vm_qemu_binary": "qmigrate_qemu_version",
+    "vm_firmware_dirs": "qmigrate_qemu_version",
     "migration_runtime_dir": "qmigrate_runtime_dir",
     "lab_runtime_dir": "qmigrate_runtime_dir",
     "probe_source": "qmigrate_source (and qmigrate_reverse)",
@@ -161,6 +164,10 @@ PER_PAIR = {
 }
 
 URI_OPT_IN = "migration_allow_any_uri"
+# Which QEMU a host runs (distro, backports, a binary's path, or a mapping of hosts to
+# those), and a machine type's shape
+QEMU_VERSIONS = {"qmigrate_qemu_version", "qemu_version"}
+MACHINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # Migration capabilities and parameters of every QEMU version qmigrate knows (2.x to
 # 10.x): a name outside these is a mistake whatever the QEMU. Whether the running QEMU
@@ -364,8 +371,8 @@ _MISSING = object()
 class Inputs:
     """The checks over every host's variables (HOSTVARS: host -> its variables, read
     lazily), the extra vars as given (EXTRA) and the inventory's GROUPS. SPECS is every
-    variable's spec (type, choices); MEMORY_MIB reads a VM memory size (the vm role's
-    filter)."""
+    variable's spec (type, choices); MEMORY_MIB reads a VM memory size and QEMU_BUILD
+    which QEMU a host runs (the vm and qemu roles' filters)."""
 
     def __init__(
         self,
@@ -374,12 +381,14 @@ class Inputs:
         groups: Mapping[str, list[str]],
         specs: Mapping[str, Mapping[str, Any]],
         memory_mib: Callable[[Any], int],
+        qemu_build: Callable[..., dict] | None = None,
     ) -> None:
         self.hostvars = hostvars
         self.extra = extra
         self.groups = groups
         self.specs = specs
         self.memory_mib = memory_mib
+        self.qemu_build = qemu_build
         self.found: dict[Problem, list[str]] = {}
         self.unreadable: dict[Problem, list[str]] = {}
 
@@ -473,6 +482,17 @@ class Inputs:
                 raise Invalid(f"{_show(value)} is more than 1 TiB")
         if name == "vm_mac":
             mac(value)
+        if name == "vm_machine" and value and not MACHINE.match(str(value)):
+            raise Invalid(f"{_show(value)} is not a QEMU machine type (such as pc-i440fx-7.2)")
+        if name in QEMU_VERSIONS and self.qemu_build is not None:
+            for host in value if isinstance(value, dict) else [""]:
+                try:
+                    self.qemu_build(value, host)
+                except AnsibleFilterError as exc:
+                    # "qemu_version['labdst']: 'x' is not a QEMU": the entry, then why
+                    raise Invalid(
+                        str(exc).removeprefix("qemu_version").removeprefix(": ")
+                    ) from None
         if name == "vm_ssh_forward":
             forward(value)
         if name in ("vm_guest_address", "experiment_address"):
@@ -522,6 +542,7 @@ class Inputs:
                 "would all boot its one writable disk",
             )
         self.check_workload(first)
+        self.check_qemu_hosts(first)
         self.check_extra(count)
         self.check_wired()
         direction = self.direction()
@@ -535,6 +556,22 @@ class Inputs:
                 )
             self.check_migration(src, dst, count)
             self.check_guest_addresses(count)
+
+    def check_qemu_hosts(self, host: str) -> None:
+        """A mapping of hosts to QEMU versions names hosts of the inventory (a misspelt one
+        would leave its host on the default without a word)."""
+        versions = self.value(host, "qmigrate_qemu_version")
+        if not isinstance(versions, dict):
+            return
+        known = set(self.hosts())
+        for name in versions:
+            if name != "default" and name not in known:
+                close = difflib.get_close_matches(str(name), sorted(known), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                self.report(
+                    "qmigrate_qemu_version",
+                    f"{_show(name)} is not a host of the inventory (nor default){hint}",
+                )
 
     def check_workload(self, host: str) -> None:
         """A service under load needs a guest that serves it, and the probes that run it."""
@@ -622,7 +659,10 @@ class Inputs:
                 self.value(destination, "experiment_address", ""),
                 vms[0]["port"],
             )
-            vms[0]["incoming"] = settings(uri, *(self.value(source, n) for n in SETTINGS))
+            # Under TLS the migration role tells the destination itself, with the
+            # credentials it has just put in place.
+            if not self.value(source, "migration_tls"):
+                vms[0]["incoming"] = settings(uri, *(self.value(source, n) for n in SETTINGS))
         except AnsibleFilterError:
             pass  # no early listen: the migration role names what is missing
 
@@ -845,6 +885,7 @@ class ActionModule(ActionBase):
             groups=task_vars.get("groups") or {},
             specs=specs,
             memory_mib=filter_loader.get("qemu_memory_mib").j2_function,
+            qemu_build=filter_loader.get("qemu_build").j2_function,
         )
         problems = inputs.check()
         prefixes = tuple(sorted({name.split("_")[0] + "_" for name in specs}))

@@ -30,6 +30,11 @@ SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 UNIT_KIB = {"K": 1, "M": 1024, "": 1024, "G": 1024 * 1024}
 ACCELERATORS = ("kvm", "tcg")
 NIC_TYPES = ("tap", "user")
+MACHINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# Where the qemu role unpacks a QEMU of another Debian suite (the qemu_install module):
+# <root>/<kind>/usr/bin/qemu-system-x86_64, its firmware under <root>/<kind>/usr/share
+QEMU_ROOT = "/opt/qmigrate/qemu"
+QEMU_KINDS = ("distro", "backports")
 
 
 def _fail(key: str, value: Any, why: str) -> AnsibleFilterError:
@@ -108,6 +113,49 @@ def _drive_args(drive: dict | str, index: int) -> list[str]:
     return ["-drive", _opts(f"file={str(drive['file']).replace(',', ',,')}", pairs)]
 
 
+def qemu_build(version: Any, host: str = "", root: str = QEMU_ROOT) -> dict:
+    """Which QEMU HOST runs, for VERSION (qemu_version): ``distro`` (the package manager's),
+    ``backports`` (Debian 12's backported QEMU, unpacked under ROOT by the qemu role) or the
+    absolute path of a QEMU binary (a build of one's own); or a mapping of inventory host
+    names to one of those, with ``default`` for the hosts it does not name.
+
+    Gives {kind, binary, firmware_dirs, prefix}: firmware_dirs go to QEMU as -L, before
+    its built-in ones (Debian's QEMU is not relocatable and would take the distribution's
+    firmware).
+    """
+    asked = version
+    if isinstance(version, dict):
+        unknown = [k for k in version if not isinstance(k, str)]
+        if unknown:
+            raise AnsibleFilterError(f"qemu_version: {unknown[0]!r} is not a host name")
+        asked = version.get(host, version.get("default", "distro"))
+        where = f"qemu_version[{host!r}]" if host in version else "qemu_version['default']"
+    else:
+        where = "qemu_version"
+    if not isinstance(asked, str) or not asked.strip():
+        raise AnsibleFilterError(
+            f"{where}: {asked!r} is not a QEMU: give distro, backports or the absolute path "
+            "of a qemu-system-x86_64 binary (or a mapping of host names to those)"
+        )
+    asked = asked.strip()
+    if asked == "distro":
+        return {"kind": "distro", "binary": "qemu-system-x86_64", "firmware_dirs": [], "prefix": ""}
+    if asked in QEMU_KINDS:
+        prefix = f"{str(root).rstrip('/')}/{asked}"
+        return {
+            "kind": asked,
+            "binary": f"{prefix}/usr/bin/qemu-system-x86_64",
+            "firmware_dirs": [f"{prefix}/usr/share/qemu", f"{prefix}/usr/share/seabios"],
+            "prefix": prefix,
+        }
+    if asked.startswith("/") and "," not in asked and "\n" not in asked:
+        return {"kind": "build", "binary": asked, "firmware_dirs": [], "prefix": ""}
+    raise AnsibleFilterError(
+        f"{where}: {asked!r} is not a QEMU: give distro, backports or the absolute path "
+        "of a qemu-system-x86_64 binary"
+    )
+
+
 def drive_files(drives: list[dict | str]) -> list[dict]:
     """The file of each disk in DRIVES, as {var, path}, for checking they exist."""
     files = []
@@ -150,8 +198,15 @@ def qemu_argv(
     if isinstance(cpus, bool) or not isinstance(cpus, int) or cpus < 1:
         raise _fail("cpus", cpus, "is not a positive number of vCPUs")
 
-    argv = [
-        spec.get("binary") or "qemu-system-x86_64",
+    machine = str(spec.get("machine") or "")
+    if machine and not MACHINE.match(machine):
+        raise _fail("machine", machine, "is not a QEMU machine type (such as pc-i440fx-7.2)")
+    argv = [spec.get("binary") or "qemu-system-x86_64"]
+    for directory in spec.get("firmware_dirs") or []:
+        argv += ["-L", str(directory)]
+    if machine:
+        argv += ["-machine", machine]
+    argv += [
         "-name",
         name,
         "-accel",
@@ -243,4 +298,5 @@ class FilterModule:
             "qemu_memory_mib": memory_mib,
             "qemu_colocated_nics": colocated_nics,
             "qemu_drive_files": drive_files,
+            "qemu_build": qemu_build,
         }

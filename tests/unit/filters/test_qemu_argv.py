@@ -7,7 +7,7 @@ import re
 import pytest
 from ansible.errors import AnsibleFilterError
 
-from filter_plugins.qemu import memory_mib, qemu_argv
+from filter_plugins.qemu import QEMU_ROOT, memory_mib, qemu_argv, qemu_build
 from tests.unit.seed import ADDED, DIFFERENCES, RUN, options, seed_argv
 
 # The seed's VM as a spec: what the vm role builds from its variables.
@@ -117,3 +117,89 @@ def test_a_comma_in_a_disk_path_is_escaped_for_qemu():
     argv = qemu_argv(spec)
 
     assert argv[argv.index("-drive") + 1] == "file=/proj/a,,b/disk.img,format=raw"
+
+
+# -- which QEMU, which machine --------------------------------------------------------
+
+
+def test_a_machine_type_and_firmware_directories_come_first():
+    spec = dict(
+        SEED_SPEC,
+        binary="/opt/qmigrate/qemu/backports/usr/bin/qemu-system-x86_64",
+        firmware_dirs=["/opt/q/usr/share/qemu", "/opt/q/usr/share/seabios"],
+        machine="pc-i440fx-7.2",
+    )
+
+    argv = qemu_argv(spec)
+
+    assert argv[:7] == [
+        "/opt/qmigrate/qemu/backports/usr/bin/qemu-system-x86_64",
+        "-L", "/opt/q/usr/share/qemu",
+        "-L", "/opt/q/usr/share/seabios",
+        "-machine", "pc-i440fx-7.2",
+    ]  # fmt: skip
+    assert "-machine" not in qemu_argv(SEED_SPEC) and "-L" not in qemu_argv(SEED_SPEC)
+
+
+def test_a_machine_type_that_is_not_one_is_refused():
+    with pytest.raises(AnsibleFilterError, match="machine: 'pc,accel=kvm' is not a QEMU machine"):
+        qemu_argv(dict(SEED_SPEC, machine="pc,accel=kvm"))
+
+
+@pytest.mark.parametrize(
+    ("version", "host", "kind", "binary"),
+    [
+        ("distro", "labsrc", "distro", "qemu-system-x86_64"),
+        ("backports", "labsrc", "backports", f"{QEMU_ROOT}/backports/usr/bin/qemu-system-x86_64"),
+        ("/usr/local/bin/qemu-system-x86_64", "x", "build", "/usr/local/bin/qemu-system-x86_64"),
+        ({"labsrc": "distro", "labdst": "backports"}, "labsrc", "distro", "qemu-system-x86_64"),
+        (
+            {"labsrc": "distro", "labdst": "backports"},
+            "labdst",
+            "backports",
+            f"{QEMU_ROOT}/backports/usr/bin/qemu-system-x86_64",
+        ),
+        ({"labdst": "backports"}, "labsrc", "distro", "qemu-system-x86_64"),
+        (
+            {"default": "backports"},
+            "labsrc",
+            "backports",
+            f"{QEMU_ROOT}/backports/usr/bin/qemu-system-x86_64",
+        ),
+    ],
+)
+def test_qemu_build_says_which_qemu_a_host_runs(version, host, kind, binary):
+    build = qemu_build(version, host)
+
+    assert build["kind"] == kind and build["binary"] == binary
+    if kind == "backports":
+        assert build["firmware_dirs"] == [
+            f"{QEMU_ROOT}/backports/usr/share/qemu",
+            f"{QEMU_ROOT}/backports/usr/share/seabios",
+        ]
+    else:
+        assert build["firmware_dirs"] == []
+
+
+def test_qemu_build_agrees_with_where_qemu_install_unpacks():
+    from library.qemu_install import binary_of, firmware_dirs_of
+
+    build = qemu_build("backports", "labsrc")
+
+    assert build["binary"] == binary_of(build["prefix"])
+    assert build["firmware_dirs"] == firmware_dirs_of(build["prefix"])
+
+
+@pytest.mark.parametrize(
+    ("version", "says"),
+    [
+        ("10.0", "qemu_version: '10.0' is not a QEMU"),
+        ("", "qemu_version: '' is not a QEMU"),
+        ("qemu-system-x86_64", "qemu_version: 'qemu-system-x86_64' is not a QEMU"),
+        ({"labsrc": "newest"}, "qemu_version['labsrc']: 'newest' is not a QEMU"),
+        ({"default": 10}, "qemu_version['default']: 10 is not a QEMU"),
+    ],
+)
+def test_qemu_build_refuses_what_is_not_a_qemu(version, says):
+    with pytest.raises(AnsibleFilterError, match=re.escape(says)):
+        qemu_build(version, "labsrc")

@@ -10,7 +10,7 @@ from ansible.parsing.dataloader import DataLoader
 
 from action_plugins.qmigrate_inputs import Inputs, load_specs
 from filter_plugins.migration import migration_default_uri, migration_settings
-from filter_plugins.qemu import memory_mib
+from filter_plugins.qemu import memory_mib, qemu_build
 from filter_plugins.study import qmigrate_vms
 from tests import ROOT
 
@@ -43,7 +43,7 @@ def check(extra: dict[str, Any] | None = None, **inventory: Any) -> dict[str, st
         if host in ADDRESSES:
             own["experiment_address"] = ADDRESSES[host]
         hostvars[host] = {**own, **extra}
-    problems = Inputs(hostvars, extra, GROUPS, SPECS, memory_mib).check()
+    problems = Inputs(hostvars, extra, GROUPS, SPECS, memory_mib, qemu_build).check()
     return {p.variable: p.problem for p in problems}
 
 
@@ -85,6 +85,21 @@ def test_the_labs_own_inventory_passes():
     ],
 )
 def test_good_input_in_any_form_passes(extra):
+    assert check(extra) == {}
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"qmigrate_qemu_version": "backports"},
+        {"qmigrate_qemu_version": "/usr/local/bin/qemu-system-x86_64"},
+        {"qmigrate_qemu_version": {"labsrc": "distro", "labdst": "backports"}},
+        {"qmigrate_qemu_version": {"default": "backports", "labsrc": "distro"}},
+        {"vm_machine": "pc-i440fx-7.2"},
+        {"vm_machine": "pc-q35-10.0"},
+    ],
+)
+def test_which_qemu_and_machine_type_in_any_form_pass(extra):
     assert check(extra) == {}
 
 
@@ -195,6 +210,20 @@ def test_good_input_in_any_form_passes(extra):
         ({"probe_workload_timeout": "0"}, "probe_workload_timeout", "more than 0"),
         ({"probe_workload_mix": "f"}, "probe_workload_mix", "not one of a, b, c"),
         ({"probe_workload_keys": "hot"}, "probe_workload_keys", "not one of uniform, zipfian"),
+        ({"qmigrate_qemu_version": "10.0"}, "qmigrate_qemu_version", "'10.0' is not a QEMU"),
+        (
+            {"qmigrate_qemu_version": {"labsrc": "distro", "labdst": "newest"}},
+            "qmigrate_qemu_version",
+            "['labdst']: 'newest' is not a QEMU",
+        ),
+        (
+            {"qmigrate_qemu_version": {"labdts": "backports"}},
+            "qmigrate_qemu_version",
+            "'labdts' is not a host of the inventory (nor default); did you mean labdst?",
+        ),
+        ({"vm_machine": "pc,accel=kvm"}, "vm_machine", "is not a QEMU machine type"),
+        ({"qemu_version": "backports"}, "qemu_version", "set by the playbooks"),
+        ({"vm_qemu_binary": "/usr/bin/qemu"}, "vm_qemu_binary", "set by the playbooks"),
         ({"lab_subnet": "8.8.8.0/24"}, "lab_subnet", "not a private network"),
         ({"lab_subnet": "10.10.1.0/33"}, "lab_subnet", "not an IPv4 network"),
     ],
