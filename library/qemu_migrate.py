@@ -98,6 +98,28 @@ options:
     description: Seconds to wait for the monitor to connect and to answer each command.
     type: float
     default: 10
+  tls:
+    description:
+      - Encrypt the migration stream with TLS (QEMU's C(tls-creds-x509)).
+      - C(dir) is this host's directory of credentials, PEM files named as QEMU reads them
+        (C(ca-cert.pem); C(server-cert.pem) and C(server-key.pem) for the destination,
+        C(client-cert.pem) and C(client-key.pem) for the source), checked before anything
+        changes. The object (C(qmigrate-tls-server) or C(qmigrate-tls-client)) is created
+        again from them on each run, and the C(tls-creds) parameter set to it.
+      - C(hostname) (source only) is the name the destination's certificate must carry,
+        QEMU's C(tls-hostname); empty, the address of O(uri).
+      - C(verify_peer) (destination only, default true) asks the source for its client
+        certificate too.
+    type: dict
+  peer:
+    description:
+      - With O(state=completed), the destination QEMU as its O(state=incoming) run (or the
+        qemu_vm module that told it to listen) returned it in RV(qemu): C(version),
+        C(machine) and C(machine_types).
+      - A source whose machine type differs from the destination's is refused before
+        anything changes (QEMU migrates only between VMs of one machine type, and two
+        QEMU versions give C(pc) different ones), naming the newest type both know.
+    type: dict
   allow_running:
     description:
       - With O(state=incoming), report a destination whose VM already runs (the guest
@@ -221,6 +243,14 @@ interrupted:
   description: Whether the migration was stopped because the controller went away.
   returned: when a followed migration was stopped
   type: bool
+qemu:
+  description:
+    - This side's QEMU, C(version), C(package) (the distribution's build) and the VM's
+      machine type (C(machine)), empty where the monitor cannot tell; with
+      O(state=incoming), also the C(machine_types) it knows (for O(peer)).
+  returned: always
+  type: dict
+  sample: {version: 7.2.22, package: "Debian 1:7.2+dfsg-7+deb12u18+b3", machine: pc-i440fx-7.2}
 serial_tail:
   description: The last 64 KiB of O(serial_log) after the migration completed.
   returned: with O(serial_log), when the migration completed (now or before)
@@ -230,6 +260,7 @@ serial_tail:
 import contextlib
 import json
 import os
+import re
 import select
 import signal
 import sys
@@ -246,10 +277,12 @@ from ansible.module_utils.migration import (
     checked_settings,
     connect,
     listening_uris,
+    machine_mismatch,
     migrated_account,
     read_baseline,
     sample,
     summary,
+    tls_parameters,
 )
 
 # Run states a migration may start from: a guest that runs, or one its user paused. A
@@ -352,13 +385,37 @@ class Migration:
             )
         except ValueError as exc:
             self.fail(str(exc))
+        tls = self.p["tls"]
+        if tls:
+            try:
+                params.update(
+                    tls_parameters(self.endpoint(), tls["dir"], tls.get("hostname") or "")
+                )
+            except (KeyError, TypeError):
+                self.fail("tls: give the directory of this host's credentials as tls.dir")
+            except ValueError as exc:
+                self.fail(f"{exc} (on the side at {self.where()})")
         if self.p["postcopy_after_passes"] is not None and not (
             caps.get("postcopy-ram") or supported.get("postcopy-ram")
         ):
             self.fail("postcopy_after_passes needs the postcopy-ram capability on both sides")
         return caps, params
 
+    def endpoint(self) -> str:
+        """This side's part in a TLS migration: the destination listens as the server."""
+        return "server" if self.p["state"] == "incoming" else "client"
+
     def apply(self, caps: dict, params: dict) -> None:
+        tls = self.p["tls"]
+        if tls:
+            verify = tls.get("verify_peer", True) not in (False, "false", "no", "off", 0)
+            try:
+                self.mon.load_tls(self.endpoint(), tls["dir"], verify)
+            except QMPError as exc:
+                self.fail(
+                    f"the TLS credentials in {tls['dir']} do not load in QEMU at "
+                    f"{self.where()}: {exc}"
+                )
         try:
             self.mon.set_capabilities(caps)
             self.mon.set_parameters(params)
@@ -366,6 +423,9 @@ class Migration:
             self.fail(f"setting migration capabilities/parameters on {self.where()} failed: {exc}")
 
     def settle(self) -> None:
+        if "qemu" not in self.result:
+            incoming = self.p["state"] == "incoming"
+            self.result["qemu"] = self.mon.identity(machine_types=incoming)
         self.result["capabilities"] = self.mon.capabilities()
         self.result["parameters"] = self.mon.parameters()
         self.result["vm_status"] = self.mon.status()
@@ -477,6 +537,12 @@ class Migration:
                     else "there is no guest to migrate"
                 )
             )
+        if not running and self.p["peer"]:
+            mine = self.mon.identity(machine_types=True)
+            mismatch = machine_mismatch(mine, self.p["peer"], self.where())
+            if mismatch:
+                self.settle()
+                self.fail(mismatch)
         if not running:
             caps, params = self.validate()
             if self.module.check_mode:
@@ -596,11 +662,12 @@ class Migration:
             self.resume(vm_before, postcopy=False)
             self.settle()
             self.fail(
-                "migration to {} {} after {:.1f} s: {}; the source VM is {}".format(
+                "migration to {} {} after {:.1f} s: {}{}; the source VM is {}".format(
                     self.p["uri"],
                     stats["status"],
                     time.time() - start,
                     stats.get("error-desc", "no reason given"),
+                    self.tls_hint(stats.get("error-desc", "")),
                     self.result["vm_status"],
                 ),
                 status=stats["status"],
@@ -608,6 +675,17 @@ class Migration:
         self.settle()
         self.read_serial_tail()
         self.module.exit_json(changed=True, status="completed", **self.result)
+
+    def tls_hint(self, error: str) -> str:
+        """What a TLS migration that failed in its handshake needs, after QEMU's words."""
+        tls = self.p["tls"]
+        if not tls or not re.search(r"certificate|TLS|handshake|GnuTLS|issuer", error, re.I):
+            return ""
+        name = tls.get("hostname") or "the address in the URI"
+        return (
+            " (TLS: both hosts' certificates must come from one CA, the one in each "
+            f"host's ca-cert.pem, and the destination's must name {name})"
+        )
 
     def read_serial_tail(self) -> None:
         path = self.p["serial_log"]
@@ -817,6 +895,8 @@ def main() -> None:
             interrupt_record=dict(type="path"),
             baseline=dict(type="path"),
             allow_running=dict(type="bool", default=False),
+            peer=dict(type="dict"),
+            tls=dict(type="dict"),
             expect_migrated=dict(type="bool", default=False),
             serial_log=dict(type="path"),
         ),

@@ -93,6 +93,12 @@ options:
         description: Migration parameters to set (name to value), given QEMU's own types.
         type: dict
         default: {}
+      tls:
+        description:
+          - A TLS migration's destination, as qemu_migrate's O(tls) (C(dir), the host's
+            credentials; C(verify_peer)): the server's C(tls-creds-x509) object is created
+            from them and C(tls-creds) set to it.
+        type: dict
   baseline:
     description:
       - Where to keep, as JSON, the migration capabilities and parameters the VM has when
@@ -194,6 +200,13 @@ listening:
   returned: when this call told the destination to listen
   type: dict
   sample: {uri: "tcp:10.10.1.2:4444", capabilities: {}, parameters: {max-bandwidth: 0}}
+qemu:
+  description:
+    - With O(incoming), the destination's QEMU (C(version), C(package)), its machine type
+      (C(machine)) and the C(machine_types) it knows, for qemu_migrate's O(peer).
+  returned: when this call told the destination to listen
+  type: dict
+  sample: {version: 10.0.2, machine: pc-i440fx-7.2, machine_types: [pc-i440fx-7.2]}
 incoming_error:
   description: With O(incoming), why a fresh destination running as asked did not listen.
   returned: when it was asked to listen and would not
@@ -236,6 +249,7 @@ from ansible.module_utils.migration import (
     checked_settings,
     connect,
     migrated_account,
+    tls_parameters,
     write_baseline,
 )
 from ansible.module_utils.process import wait_exited
@@ -444,7 +458,13 @@ class VM:
             result["incoming_error"] = f"its QMP socket does not answer ({exc})"
             return
         try:
+            # Which QEMU waits, for the source's check of their machine types
+            result["qemu"] = mon.identity(machine_types=True)
             caps, params, _ = checked_settings(mon, wanted["capabilities"], wanted["parameters"])
+            tls = wanted.get("tls")
+            if tls:  # a TLS migration's destination: the server's credentials, made anew
+                params.update(tls_parameters("server", tls["dir"]))
+                mon.load_tls("server", tls["dir"], tls.get("verify_peer", True) is not False)
             mon.set_capabilities(caps)
             mon.set_parameters(params)
             mon.incoming(wanted["uri"])
@@ -453,7 +473,9 @@ class VM:
             return
         finally:
             mon.close()
-        result.update(changed=True, listening=dict(wanted))
+        # as given: a TLS setting not given is not one (the role compares it with its own)
+        listening = {k: v for k, v in wanted.items() if k != "tls" or v is not None}
+        result.update(changed=True, listening=listening)
 
     def keep_baseline(self) -> None:
         """The migration settings of the VM just started, kept in O(baseline)."""
@@ -558,6 +580,7 @@ def main() -> None:
                     uri=dict(type="str", required=True),
                     capabilities=dict(type="dict", default={}),
                     parameters=dict(type="dict", default={}),
+                    tls=dict(type="dict"),
                 ),
             ),
         ),

@@ -11,6 +11,7 @@ Stdlib only and Python 3.9 compatible, like qmp.py.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -131,9 +132,12 @@ def checked_settings(
     if mon.protocol == "qmp":
         caps.setdefault("events", True)
     supported = mon.capabilities()
-    _refuse_unknown("capabilities", caps, supported, mon.path)
     current = mon.parameters()
-    _refuse_unknown("parameters", parameters, current, mon.path)
+    if set(caps) - set(supported) or set(parameters) - set(current):
+        version = mon.identity().get("version")
+        where = f"{version} at {mon.path}" if version else mon.path
+        _refuse_unknown("capabilities", caps, supported, where)
+        _refuse_unknown("parameters", parameters, current, where)
     try:
         params = coerce_parameters(parameters, current)
     except ValueError as exc:
@@ -148,6 +152,37 @@ def checked_settings(
             if name not in params and name in started_params and started_params[name] != now:
                 params[name] = started_params[name]
     return caps, params, supported
+
+
+# The files QEMU's tls-creds-x509 reads from its directory, by endpoint: a destination is
+# the TLS server (and, verifying its peer, wants the source's client certificate), a
+# source the client.
+TLS_FILES = {
+    "server": ("ca-cert.pem", "server-cert.pem", "server-key.pem"),
+    "client": ("ca-cert.pem", "client-cert.pem", "client-key.pem"),
+}
+
+
+def tls_object_id(endpoint: str) -> str:
+    return f"qmigrate-tls-{endpoint}"
+
+
+def tls_parameters(endpoint: str, directory: str, hostname: str = "") -> dict[str, Any]:
+    """The migration parameters of a TLS migration on this side (ENDPOINT server on the
+    destination, client on the source), after checking that DIRECTORY has the files
+    QEMU will read; raises ValueError naming what is missing. HOSTNAME, on the source,
+    is the name the destination's certificate must carry (empty: the URI's address)."""
+    missing = [f for f in TLS_FILES[endpoint] if not os.path.isfile(os.path.join(directory, f))]
+    if missing:
+        raise ValueError(
+            f"TLS: {directory} has no {', '.join(missing)} (a {endpoint}'s credentials: "
+            f"{', '.join(TLS_FILES[endpoint])}); the migration role puts them there with "
+            "migration_tls_generate, or give your own"
+        )
+    params: dict[str, Any] = {"tls-creds": tls_object_id(endpoint)}
+    if endpoint == "client" and hostname:
+        params["tls-hostname"] = hostname
+    return params
 
 
 def read_baseline(path: str | None) -> dict[str, Any] | None:
@@ -228,6 +263,22 @@ class Monitor:
         monitor cannot tell."""
         return []
 
+    def identity(self, machine_types: bool = False) -> dict[str, Any]:
+        """Which QEMU this is: {version ("7.2.22"), package (the distribution's build),
+        machine (the VM's machine type, "pc-i440fx-7.2")} and, with MACHINE_TYPES, the
+        machine types this QEMU knows (QMP only). A field the monitor cannot tell is empty:
+        it is what a run records and what the migration compares with its peer."""
+        return {"version": "", "package": "", "machine": ""}
+
+    def load_tls(self, endpoint: str, directory: str, verify_peer: bool = True) -> None:
+        """Create (again) the tls-creds-x509 object of ENDPOINT from DIRECTORY, so that the
+        files are read as they are now: a VM keeps both objects, as its role in a round
+        trip changes."""
+        raise NotImplementedError
+
+    def _machine(self, qom_type: Any) -> str:
+        return str(qom_type or "").strip().strip('"').removesuffix("-machine")
+
 
 class QMPMonitor(Monitor):
     protocol = "qmp"
@@ -253,6 +304,24 @@ class QMPMonitor(Monitor):
         except QMPCommandError:  # a QEMU older than 6.0
             return []
 
+    def identity(self, machine_types: bool = False) -> dict[str, Any]:
+        found = super().identity()
+        try:
+            version = self.run("query-version")
+            qemu = version.get("qemu") or {}
+            found["version"] = "{}.{}.{}".format(
+                qemu.get("major"), qemu.get("minor"), qemu.get("micro")
+            )
+            found["package"] = str(version.get("package") or "").strip()
+            found["machine"] = self._machine(
+                self.run("qom-get", {"path": "/machine", "property": "type"})
+            )
+            if machine_types:
+                found["machine_types"] = sorted(m["name"] for m in self.run("query-machines"))
+        except (QMPError, AttributeError, KeyError, TypeError):
+            pass
+        return found
+
     def status(self) -> str:
         return self.run("query-status")["status"]
 
@@ -275,6 +344,21 @@ class QMPMonitor(Monitor):
 
     def incoming(self, uri: str) -> None:
         self.run("migrate-incoming", {"uri": uri})
+
+    def load_tls(self, endpoint: str, directory: str, verify_peer: bool = True) -> None:
+        object_id = tls_object_id(endpoint)
+        with contextlib.suppress(QMPCommandError):  # none yet
+            self.run("object-del", {"id": object_id})
+        self.run(
+            "object-add",
+            {
+                "qom-type": "tls-creds-x509",
+                "id": object_id,
+                "dir": directory,
+                "endpoint": endpoint,
+                "verify-peer": verify_peer,
+            },
+        )
 
     def migrate(self, uri: str) -> None:
         self.run("migrate", {"uri": uri})
@@ -383,6 +467,20 @@ class HMPMonitor(Monitor):
             raise MigrationError(f"{self.path}: HMP {line!r} failed: {out.strip()}")
         return out
 
+    def identity(self, machine_types: bool = False) -> dict[str, Any]:
+        found = super().identity()
+        try:
+            # "7.2.22Debian 1:7.2+dfsg-7+deb12u18+b3": the version, then the package
+            match = re.match(r"\s*(\d+\.\d+\.\d+)\s*(.*)", self.hmp.command("info version"))
+            if match:
+                found["version"], found["package"] = match.group(1), match.group(2).strip()
+            machine = self.hmp.command("qom-get /machine type").strip()
+            if machine.startswith('"'):
+                found["machine"] = self._machine(machine)
+        except QMPError:
+            pass
+        return found
+
     def yank_instances(self) -> list[str]:
         # "chardev: compat_monitor0", "migration", ...; an older QEMU knows no such command.
         out = self.run("info yank")
@@ -433,6 +531,17 @@ class HMPMonitor(Monitor):
     def incoming(self, uri: str) -> None:
         self.run(f"migrate_incoming {uri}")
 
+    def load_tls(self, endpoint: str, directory: str, verify_peer: bool = True) -> None:
+        object_id = tls_object_id(endpoint)
+        self.hmp.command(f"object_del {object_id}")  # none yet: an error, ignored
+        if "," in directory:
+            raise MigrationError(f"{self.path}: HMP cannot name the directory {directory!r}")
+        peer = "on" if verify_peer else "off"
+        self.run(
+            f"object_add tls-creds-x509,id={object_id},dir={directory},endpoint={endpoint},"
+            f"verify-peer={peer}"
+        )
+
     def migrate(self, uri: str) -> None:
         self.run(f"migrate -d {uri}")
 
@@ -447,6 +556,44 @@ class HMPMonitor(Monitor):
 
     def cont(self) -> None:
         self.run("cont")
+
+
+def _machine_version(name: str) -> tuple[int, ...]:
+    return tuple(int(n) for n in re.findall(r"\d+", name.rsplit("-", 1)[-1]))
+
+
+def machine_family(name: str) -> str:
+    """A versioned machine type's family: pc-i440fx-7.2 -> pc-i440fx, pc-q35-10.0 -> pc-q35."""
+    head, _, tail = name.rpartition("-")
+    return head if head and re.fullmatch(r"\d+(\.\d+)*", tail) else name
+
+
+def machine_mismatch(mine: dict[str, Any], peer: dict[str, Any], where: str) -> str:
+    """Why a VM of machine type MINE["machine"] cannot migrate to PEER's (a destination
+    QEMU waiting with another type; QEMU migrates only between two VMs of one type), with
+    the newest type of the family both QEMUs know; empty when nothing is known against it.
+    MINE and PEER are identity() dicts, PEER's with its machine_types."""
+    have, other = mine.get("machine") or "", peer.get("machine") or ""
+    if not have or not other or have == other:
+        return ""
+    family = machine_family(have)
+    theirs = set(peer.get("machine_types") or [])
+    ours = set(mine.get("machine_types") or [])
+    both = sorted(
+        (t for t in theirs & ours if machine_family(t) == family and _machine_version(t)),
+        key=_machine_version,
+    )
+    if both:
+        hint = f"start both with vm_machine={both[-1]}, the newest {family} type both know"
+    elif theirs and have not in theirs:
+        hint = f"the destination's QEMU does not know {have}; no {family} type is common to both"
+    else:
+        hint = "start both with one vm_machine both QEMUs know"
+    return (
+        f"{where} runs machine type {have} (QEMU {mine.get('version') or '?'}), the destination "
+        f"waits with {other} (QEMU {peer.get('version') or '?'}): QEMU migrates only between "
+        f"VMs of the same machine type; {hint}"
+    )
 
 
 def connect(path: str, timeout: float) -> Monitor:

@@ -32,6 +32,8 @@ MODULE_ORDER = (
     "test_dirty_workload.py",
     "test_scale.py",
     "test_campaign.py",
+    "test_qemu_versions.py",
+    "test_tls.py",
     "test_teardown.py",
     "test_api.py",
     "test_seed.py",

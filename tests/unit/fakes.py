@@ -25,6 +25,8 @@ class FakeQEMU:
     CANCEL_TO (and, like QEMU, restarts a source that was running unless it completed).
     Every command received is in `commands`. YANK lists the types of its yank instances
     (query-yank), as a QEMU whose last migration never tore down keeps "migration".
+    VERSION, MACHINE and MACHINE_TYPES say which QEMU it is (query-version, the QOM type
+    of /machine, query-machines).
     """
 
     def __init__(
@@ -37,8 +39,14 @@ class FakeQEMU:
         before: dict | None = None,
         slow: set[int] | None = None,
         yank: list[str] | None = None,
+        version: tuple[int, int, int] = (7, 2, 22),
+        machine: str = "pc-i440fx-7.2",
+        machine_types: Sequence[str] = ("pc-i440fx-7.1", "pc-i440fx-7.2", "pc-q35-7.2"),
     ) -> None:
         self.path = str(path)
+        self.version, self.machine = version, machine
+        self.machine_types = list(machine_types)
+        self.objects: dict[str, dict] = {}  # object-add's, by id
         self.yank = list(yank or [])
         self.vm = vm
         self.states = list(states or [{"status": "completed", "total-time": 5}])
@@ -91,6 +99,23 @@ class FakeQEMU:
                 time.sleep(1.5)  # longer than the module's monitor_timeout in these tests
             return {"return": self._query()}
         if command == "qmp_capabilities":
+            return {"return": {}}
+        if command == "query-version":
+            major, minor, micro = self.version
+            qemu = {"major": major, "minor": minor, "micro": micro}
+            return {"return": {"qemu": qemu, "package": f"fake {major}.{minor}"}}
+        if command == "qom-get" and arguments == {"path": "/machine", "property": "type"}:
+            return {"return": f"{self.machine}-machine"}
+        if command == "query-machines":
+            return {"return": [{"name": n, "cpu-max": 255} for n in self.machine_types]}
+        if command == "object-add":
+            if arguments["id"] in self.objects:
+                return {"error": {"class": "GenericError", "desc": "duplicate ID"}}
+            self.objects[arguments["id"]] = dict(arguments)
+            return {"return": {}}
+        if command == "object-del":
+            if self.objects.pop(arguments["id"], None) is None:
+                return {"error": {"class": "GenericError", "desc": "object not found"}}
             return {"return": {}}
         if command == "query-yank":
             return {"return": [{"type": t} for t in self.yank]}

@@ -12,6 +12,8 @@ from ansible.module_utils.migration import (
     coerce_parameters,
     connect,
     listening_uris,
+    machine_family,
+    machine_mismatch,
     parse_info_migrate,
     sample,
     strict_bool,
@@ -388,3 +390,65 @@ def test_a_baseline_that_is_not_json_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="cannot be read as JSON"):
         migration.read_baseline(str(path))
+
+
+def test_hmp_identity_reads_the_version_package_and_machine_type(hmp_monitor):
+    monitor, _ = hmp_monitor(
+        {
+            "info version": "7.2.22Debian 1:7.2+dfsg-7+deb12u18+b3",
+            "qom-get /machine type": '"pc-i440fx-7.2-machine"',
+        }
+    )
+
+    assert monitor.identity() == {
+        "version": "7.2.22",
+        "package": "Debian 1:7.2+dfsg-7+deb12u18+b3",
+        "machine": "pc-i440fx-7.2",
+    }
+
+
+def test_hmp_identity_of_a_monitor_that_cannot_tell_is_empty(hmp_monitor):
+    monitor, _ = hmp_monitor({})  # unknown commands
+
+    assert monitor.identity() == {"version": "", "package": "", "machine": ""}
+
+
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        ("pc-i440fx-7.2", "pc-i440fx"),
+        ("pc-q35-10.0", "pc-q35"),
+        ("pc", "pc"),
+        ("microvm", "microvm"),
+    ],
+)
+def test_machine_family_drops_the_version(name, family):
+    assert machine_family(name) == family
+
+
+def test_machine_mismatch_names_the_newest_type_of_the_family_both_know():
+    mine = {
+        "version": "7.2.22",
+        "machine": "pc-i440fx-7.2",
+        "machine_types": ["pc-i440fx-7.1", "pc-i440fx-7.2", "pc-q35-7.2"],
+    }
+    peer = {
+        "version": "10.0.2",
+        "machine": "pc-i440fx-10.0",
+        "machine_types": ["pc-i440fx-7.1", "pc-i440fx-7.2", "pc-i440fx-10.0", "pc-q35-10.0"],
+    }
+
+    why = machine_mismatch(mine, peer, "labsrc")
+
+    assert why.startswith("labsrc runs machine type pc-i440fx-7.2 (QEMU 7.2.22)")
+    assert "vm_machine=pc-i440fx-7.2, the newest pc-i440fx type both know" in why
+    # 10.0 is newer than 7.2 by number, not by text ("10.0" < "7.2")
+    both = {**mine, "machine_types": [*mine["machine_types"], "pc-i440fx-10.0"]}
+    assert "vm_machine=pc-i440fx-10.0," in machine_mismatch(both, peer, "labsrc")
+
+
+def test_machine_mismatch_is_empty_for_one_type_or_what_is_not_known():
+    same = {"version": "7.2.22", "machine": "pc-i440fx-7.2"}
+    assert machine_mismatch(same, dict(same, version="10.0.2"), "labsrc") == ""
+    assert machine_mismatch(same, {}, "labsrc") == ""
+    assert machine_mismatch({"machine": ""}, same, "labsrc") == ""

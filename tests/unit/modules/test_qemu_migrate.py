@@ -75,6 +75,8 @@ def run(monkeypatch):
             "expect_migrated": False,
             "serial_log": None,
             "baseline": None,
+            "peer": None,
+            "tls": None,
         }
         module = FakeModule({**defaults, **params})
         worker = qemu_migrate.Migration(module)
@@ -559,3 +561,153 @@ def test_a_monitor_error_while_waiting_between_looks_cancels_too(run, qemu, monk
     assert "peer closed the connection" in ended.result["msg"]
     assert "migrate_cancel" in fake.names()
     assert [point["status"] for point in ended.result["timeline"]][:2] == ["active", "active"]
+
+
+# -- two QEMU versions ----------------------------------------------------------------
+
+QEMU10_TYPES = ("pc-i440fx-7.1", "pc-i440fx-7.2", "pc-i440fx-10.0", "pc-q35-7.2", "pc-q35-10.0")
+
+
+def test_each_side_says_which_qemu_it_is_and_the_destination_which_types_it_knows(run, qemu):
+    destination = qemu(
+        vm="inmigrate", version=(10, 0, 2), machine="pc-i440fx-7.2", machine_types=QEMU10_TYPES
+    )
+    source = qemu()
+
+    listened = run(destination, state="incoming")
+    migrated = run(source, peer=listened.result["qemu"])
+
+    assert listened.result["qemu"] == {
+        "version": "10.0.2",
+        "package": "fake 10.0",
+        "machine": "pc-i440fx-7.2",
+        "machine_types": sorted(QEMU10_TYPES),
+    }
+    assert not migrated.failed and migrated.result["status"] == "completed"
+    assert migrated.result["qemu"] == {
+        "version": "7.2.22",
+        "package": "fake 7.2",
+        "machine": "pc-i440fx-7.2",
+    }
+
+
+def test_a_destination_of_another_machine_type_is_refused_before_anything_changes(run, qemu):
+    """QEMU 10.0's default pc is pc-i440fx-10.0, which 7.2 cannot send to: the source
+    names the newest type both know and changes nothing."""
+    source = qemu()
+    peer = {"version": "10.0.2", "machine": "pc-i440fx-10.0", "machine_types": QEMU10_TYPES}
+
+    ended = run(source, peer=peer, capabilities={"multifd": True})
+
+    assert ended.failed
+    msg = ended.result["msg"]
+    assert "machine type pc-i440fx-7.2 (QEMU 7.2.22)" in msg
+    assert "waits with pc-i440fx-10.0 (QEMU 10.0.2)" in msg
+    assert "vm_machine=pc-i440fx-7.2" in msg
+    sent = source.names()
+    assert "migrate" not in sent and "migrate-set-capabilities" not in sent
+    assert ended.result["vm_status"] == "running"
+
+
+def test_a_machine_type_the_destination_does_not_know_is_said_so(run, qemu):
+    source = qemu(version=(10, 0, 2), machine="pc-i440fx-10.0", machine_types=QEMU10_TYPES)
+    peer = {"version": "6.2.0", "machine": "pc-i440fx-6.2", "machine_types": ["pc-i440fx-6.2"]}
+
+    ended = run(source, peer=peer)
+
+    assert ended.failed and "migrate" not in source.names()
+    assert (
+        "does not know pc-i440fx-10.0; no pc-i440fx type is common to both" in (ended.result["msg"])
+    )
+
+
+def test_a_capability_one_version_lacks_is_refused_naming_that_version(run, qemu):
+    source = qemu()
+
+    ended = run(source, capabilities={"mapped-ram": True})
+
+    assert ended.failed
+    assert "mapped-ram not supported by this QEMU (7.2.22 at" in ended.result["msg"]
+    assert "migrate" not in source.names()
+
+
+# -- TLS ------------------------------------------------------------------------------
+
+
+def credentials(directory, endpoint: str):
+    """A directory with the PEM files QEMU reads for ENDPOINT (their content is QEMU's
+    business: the fake only records the object)."""
+    directory.mkdir(exist_ok=True)
+    for name in ("ca-cert.pem", f"{endpoint}-cert.pem", f"{endpoint}-key.pem"):
+        (directory / name).write_text("-----BEGIN-----\n")
+    return str(directory)
+
+
+def test_a_tls_destination_listens_with_the_server_credentials(run, qemu, tmp_path):
+    destination = qemu(vm="inmigrate")
+    tls = {"dir": credentials(tmp_path / "labdst", "server")}
+
+    ended = run(destination, state="incoming", tls=tls)
+
+    assert not ended.failed
+    assert destination.objects == {
+        "qmigrate-tls-server": {
+            "qom-type": "tls-creds-x509",
+            "id": "qmigrate-tls-server",
+            "dir": tls["dir"],
+            "endpoint": "server",
+            "verify-peer": True,
+        }
+    }
+    sent = destination.names()
+    assert sent.index("object-add") < sent.index("migrate-set-parameters")
+    assert destination.parameters["tls-creds"] == "qmigrate-tls-server"
+    assert "tls-hostname" not in destination.parameters
+
+
+def test_a_tls_source_sends_with_the_client_credentials_made_anew(run, qemu, tmp_path):
+    source = qemu()
+    tls = {"dir": credentials(tmp_path / "labsrc", "client"), "hostname": "labdst"}
+
+    first = run(source, tls=tls)
+    source.vm, source.started = "running", False  # the guest back, for a second run
+    second = run(source, tls=tls)
+
+    assert not first.failed and not second.failed
+    assert source.objects["qmigrate-tls-client"]["endpoint"] == "client"
+    # each run reads the files again: the object is deleted and added anew
+    assert source.names().count("object-del") == 2 and source.names().count("object-add") == 2
+    assert source.parameters["tls-creds"] == "qmigrate-tls-client"
+    assert source.parameters["tls-hostname"] == "labdst"
+
+
+def test_missing_credentials_are_refused_before_anything_changes(run, qemu, tmp_path):
+    source = qemu()
+    empty = tmp_path / "none"
+    empty.mkdir()
+
+    ended = run(source, tls={"dir": str(empty)})
+
+    assert ended.failed
+    assert (
+        f"TLS: {empty} has no ca-cert.pem, client-cert.pem, client-key.pem" in (ended.result["msg"])
+    )
+    sent = source.names()
+    assert not {"object-add", "migrate-set-parameters", "migrate"} & set(sent)
+
+
+def test_a_failed_handshake_names_what_tls_needs_and_keeps_the_source(run, qemu, tmp_path):
+    failure = {
+        "status": "failed",
+        "error-desc": "Certificate does not match the hostname labdst",
+    }
+    source = qemu(states=[active(1), failure])
+    tls = {"dir": credentials(tmp_path / "labsrc", "client"), "hostname": "labdst"}
+
+    ended = run(source, tls=tls)
+
+    assert ended.failed
+    msg = ended.result["msg"]
+    assert "Certificate does not match the hostname labdst (TLS: both hosts' certificates" in msg
+    assert "the destination's must name labdst)" in msg
+    assert ended.result["vm_status"] == "running"
