@@ -35,8 +35,17 @@ def spread(values: list[float]) -> dict[str, float] | None:
     }
 
 
-def _cpu(record: dict[str, Any], side: str, prefix: str, kind: str = "cpu") -> float | None:
-    """The CPU (or wait) share of SIDE's (source, destination) threads named PREFIX..."""
+# QEMU's thread names (-name debug-threads=on): 7.2's, and those of 9.1 and later
+MIGRATION_THREAD = ("live_migration", "mig/src/main")
+MULTIFD_SEND = ("multifdsend", "mig/src/send")
+MULTIFD_RECV = ("multifdrecv", "mig/dst/recv")
+
+
+def _cpu(
+    record: dict[str, Any], side: str, prefix: str | tuple[str, ...], kind: str = "cpu"
+) -> float | None:
+    """The CPU (or wait) share of SIDE's (source, destination) threads named PREFIX...
+    (a tuple: any of them)."""
     used = record.get(kind, {}).get(side, {})
     values = [v for name, v in used.items() if name.startswith(prefix)]
     return round(sum(values), 1) if values else None
@@ -63,12 +72,12 @@ def groups(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         for key, _ in FIGURES:
             row[key] = spread([r[key] for r in done if r.get(key) is not None])
         for name, host, prefix, kind in [
-            ("cpu_migration_thread", "source", "live_migration", "cpu"),
-            ("wait_migration_thread", "source", "live_migration", "wait"),
-            ("cpu_multifd_send", "source", "multifdsend", "cpu"),
+            ("cpu_migration_thread", "source", MIGRATION_THREAD, "cpu"),
+            ("wait_migration_thread", "source", MIGRATION_THREAD, "wait"),
+            ("cpu_multifd_send", "source", MULTIFD_SEND, "cpu"),
             ("cpu_vcpus", "source", "CPU ", "cpu"),
             ("cpu_dst_main", "destination", "qemu-system", "cpu"),
-            ("cpu_multifd_recv", "destination", "multifdrecv", "cpu"),
+            ("cpu_multifd_recv", "destination", MULTIFD_RECV, "cpu"),
         ]:
             row[name] = spread([c for r in done if (c := _cpu(r, host, prefix, kind)) is not None])
         zero = [

@@ -60,11 +60,17 @@ METHOD_KEYS = {
     "capabilities": "QEMU migration capabilities, name -> true/false",
     "parameters": "QEMU migration parameters, name -> value",
     "timeout": "seconds this method's migration may take (default: the campaign's)",
+    "tls": "encrypt the migration stream with TLS (true or false)",
 }
 GUEST_KEYS = {
     "profile": "minimal (the initramfs guest) or seed (the seed's Debian disk VM)",
     "memory": "MiB (256) or a size with a unit (262148K, 1G)",
     "cpus": "vCPUs, 1 to 64",
+    "qemu": (
+        "which QEMU the hosts run: distro, backports, a binary's path, or host -> one of "
+        "those (as qmigrate_qemu_version)"
+    ),
+    "machine": "QEMU's machine type on both sides (pc-i440fx-7.2 between 7.2 and 10.0)",
     "workload": (
         "idle; {dirty: MiB/s, dirty_set: MiB} for the memory-dirtying (minimal) guest; or "
         "{service: redis or memcached, rate, mix, keys, records, value_size, connections} "
@@ -375,6 +381,10 @@ def _method(problems: _Problems, name: str, spec: Any) -> Method:
         timeout = _seconds(problems, f"{where}.timeout", spec["timeout"])
         if timeout is not None:
             variables["migration_timeout"] = timeout
+    if "tls" in spec:
+        tls = _boolean(problems, f"{where}.tls", spec["tls"])
+        if tls is not None:
+            variables["migration_tls"] = tls
     if variables.get("migration_defaults") == "qemu":
         tuned = sorted(
             key for key in ("max_bandwidth", "downtime_limit", "multifd_channels") if key in spec
@@ -387,6 +397,12 @@ def _method(problems: _Problems, name: str, spec: Any) -> Method:
                 "multifd-channels) instead",
             )
     return Method(name, variables)
+
+
+def _is_qemu(value: Any) -> bool:
+    return isinstance(value, str) and (
+        value in ("distro", "backports") or (value.startswith("/") and "," not in value)
+    )
 
 
 def _guest(problems: _Problems, name: str, spec: Any) -> Guest:
@@ -411,6 +427,27 @@ def _guest(problems: _Problems, name: str, spec: Any) -> Guest:
         cpus = _integer(problems, f"{where}.cpus", spec["cpus"], 1, 64)
         if cpus is not None:
             variables["vm_cpus"] = cpus
+    if "qemu" in spec:
+        qemu = spec["qemu"]
+        if isinstance(qemu, dict):
+            qemu = {str(host): value for host, value in qemu.items()}
+            wrong = [f"{h}: {v!r}" for h, v in qemu.items() if not _is_qemu(v)]
+        else:
+            wrong = [] if _is_qemu(qemu) else [repr(qemu)]
+        if wrong:
+            problems.add(
+                f"{where}.qemu",
+                f"{', '.join(wrong)} is not a QEMU: distro, backports or the absolute path "
+                "of a qemu-system-x86_64 binary (or host -> one of those)",
+            )
+        else:
+            variables["qmigrate_qemu_version"] = qemu
+    if "machine" in spec:
+        machine = spec["machine"]
+        if not isinstance(machine, str) or not NAME.match(machine):
+            problems.add(f"{where}.machine", f"{machine!r} is not a QEMU machine type")
+        else:
+            variables["vm_machine"] = machine
     dirty, dirty_set = 0, 64
     service: dict[str, Any] = {}
     workload = spec.get("workload", "idle")

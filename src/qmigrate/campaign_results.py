@@ -28,6 +28,10 @@ COLUMNS: dict[str, str] = {
     "status": "completed, failed, or interrupted (as run.json says); missing: no record",
     "source": "the host the VM left",
     "destination": "the host it went to",
+    "qemu_source": "the source's QEMU version (run.json's qemu_versions)",
+    "qemu_destination": "the destination's QEMU version",
+    "machine": "the VM's machine type on the source",
+    "tls": "whether the migration stream was encrypted (migration_tls)",
     "wall_s": (
         "seconds from the end of the run before it in the same playbook run (or that "
         "playbook's start, the VMs stopped before it) to its record: the campaign's clock"
@@ -128,6 +132,10 @@ def row(run: dict[str, Any], record: dict[str, Any] | None) -> dict[str, Any]:
         "status": record.get("status", "missing"),
         "source": record.get("source"),
         "destination": record.get("destination"),
+        "qemu_source": _dig(record, "qemu_versions", "source", "version") or None,
+        "qemu_destination": _dig(record, "qemu_versions", "destination", "version") or None,
+        "machine": _dig(record, "qemu_versions", "source", "machine") or None,
+        "tls": record.get("tls"),
         "wall_s": wall,
         "total_ms": total_ms,
         "downtime_ms": qemu.get("downtime_ms"),

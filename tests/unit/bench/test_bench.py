@@ -495,3 +495,45 @@ def test_a_campaign_run_without_a_record_is_kept_as_not_completed():
     assert out["status"] == "missing" and out["error"] is None
     assert "guest_downtime_ms" not in out and "machine_busy_pct" not in out
     assert out["guest"] == "g (the vm role's memory, idle)"
+
+
+# -- what each QEMU supports (bench/qemu_support.py) ------------------------------------
+
+
+def test_the_support_table_says_what_each_qemu_has_and_the_newest_type_both_know():
+    from bench.qemu_support import table
+
+    old = {
+        "version": "7.2.22",
+        "package": "Debian 7.2",
+        "capabilities": ["compress", "multifd"],
+        "parameters": ["multifd-compression", "tls-creds"],
+        "machines": ["pc-i440fx-7.1", "pc-i440fx-7.2", "pc-q35-7.2"],
+    }
+    new = {
+        "version": "10.0.2",
+        "package": "Debian 10.0",
+        "capabilities": ["mapped-ram", "multifd"],
+        "parameters": ["multifd-compression", "tls-creds", "zero-page-detection"],
+        "machines": ["pc-i440fx-10.0", "pc-i440fx-7.2", "pc-i440fx-9.2", "pc-q35-10.0"],
+    }
+
+    lines = table([old, new]).splitlines()
+
+    assert lines[0] == "| | QEMU 7.2.22 | QEMU 10.0.2 |"
+    assert "| compress (the old compression threads) | yes | no |" in lines
+    assert "| mapped-ram (RAM at fixed offsets, file: URIs) | no | yes |" in lines
+    assert "| zero pages found in multifd's channels | no | yes |" in lines
+    i440fx = "| pc-i440fx machine types | pc-i440fx-7.1 to pc-i440fx-7.2 |"
+    assert f"{i440fx} pc-i440fx-7.2 to pc-i440fx-10.0 |" in lines
+    assert "| newest i440FX type all know | pc-i440fx-7.2 | pc-i440fx-7.2 |" in lines
+
+
+def test_the_distributions_qemu_answers_what_it_supports():
+    from bench.qemu_support import ask
+
+    found = ask("qemu-system-x86_64", [])
+
+    assert found["version"].count(".") == 2
+    assert "multifd" in found["capabilities"] and "tls-creds" in found["parameters"]
+    assert "pc-i440fx-" + ".".join(found["version"].split(".")[:2]) in found["machines"]

@@ -207,6 +207,29 @@ def test_a_service_guest_carries_the_probes_workload_and_the_seed_profile():
     assert "probe_workload" not in campaign.guest_vars("idle")
 
 
+def test_a_guest_names_its_qemu_and_machine_type_and_a_method_tls():
+    campaign = parse(
+        {
+            **GOOD,
+            "methods": {"plain": {}, "tls": {"tls": "yes"}},
+            "guests": {
+                "on10": {"qemu": "backports"},
+                "upgrade": {
+                    "qemu": {"labsrc": "distro", "labdst": "backports"},
+                    "machine": "pc-i440fx-7.2",
+                },
+            },
+        }
+    )
+
+    assert campaign.guest_vars("on10")["qmigrate_qemu_version"] == "backports"
+    upgrade = campaign.guest_vars("upgrade")
+    assert upgrade["qmigrate_qemu_version"] == {"labsrc": "distro", "labdst": "backports"}
+    assert upgrade["vm_machine"] == "pc-i440fx-7.2"
+    assert campaign.methods["tls"].extra_vars() == {"migration_tls": True}
+    assert "migration_tls" not in campaign.methods["plain"].extra_vars()
+
+
 def test_the_dirty_guests_kernel_line_starts_with_the_vm_roles_own():
     defaults = yaml.safe_load((ROOT / "roles" / "vm" / "defaults" / "main.yml").read_text())
 
@@ -259,6 +282,13 @@ def test_an_idle_guest_keeps_the_roles_kernel_line():
         ({"guests": {"g": {"memory": "12x"}}}, "guests.g.memory: '12x' is not a size"),
         ({"guests": {"g": {"memory": True}}}, "guests.g.memory: True is not a size"),
         ({"guests": {"g": {"cpus": 0}}}, "guests.g.cpus: 0 is out of range (1 to 64)"),
+        ({"guests": {"g": {"qemu": "10.0"}}}, "guests.g.qemu: '10.0' is not a QEMU"),
+        (
+            {"guests": {"g": {"qemu": {"labdst": "newest"}}}},
+            "guests.g.qemu: labdst: 'newest' is not a QEMU",
+        ),
+        ({"guests": {"g": {"machine": "pc,x=1"}}}, "guests.g.machine: 'pc,x=1' is not a QEMU"),
+        ({"methods": {"m": {"tls": "sometimes"}}}, "methods.m.tls: 'sometimes' is not true"),
         ({"guests": {"g": {"profile": "windows"}}}, "guests.g.profile: 'windows' is not one of"),
         (
             {"guests": {"g": {"workload": "busy"}}},
