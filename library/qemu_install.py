@@ -12,12 +12,12 @@ description:
     C(qemu-system-common), C(qemu-system-data)) and that suite's SeaBIOS under O(prefix),
     so that it runs beside the QEMU the system's package manager installed and changes
     none of its files. The packages come from O(suite) (by default Debian 12's backports,
-    which has QEMU 10.0), read with an apt state of the module's own under O(cache_dir):
+    which has QEMU 10.0), read with an apt state of the module's own under O(cache_dir);
     the host's package sources are not changed.
   - The system libraries the unpacked QEMU links against are installed with the host's
     own package manager where missing (Debian 12's versions satisfy QEMU 10.0's).
   - A QEMU so unpacked looks for its firmware in the distribution's directories unless
-    told otherwise (Debian's build is not relocatable): start it with C(-L) for each of
+    told otherwise (Debian's build is not relocatable); start it with C(-L) for each of
     RV(firmware_dirs), as the vm role does.
   - Does nothing when O(prefix) already holds O(version) (its stamp file says so and its
     binary runs).

@@ -114,7 +114,7 @@ options:
   peer:
     description:
       - With O(state=completed), the destination QEMU as its O(state=incoming) run (or the
-        qemu_vm module that told it to listen) returned it in RV(qemu): C(version),
+        qemu_vm module that told it to listen) returned it in RV(qemu), with C(version),
         C(machine) and C(machine_types).
       - A source whose machine type differs from the destination's is refused before
         anything changes (QEMU migrates only between VMs of one machine type, and two

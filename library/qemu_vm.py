@@ -96,7 +96,7 @@ options:
       tls:
         description:
           - A TLS migration's destination, as qemu_migrate's O(tls) (C(dir), the host's
-            credentials; C(verify_peer)): the server's C(tls-creds-x509) object is created
+            credentials; C(verify_peer)); the server's C(tls-creds-x509) object is created
             from them and C(tls-creds) set to it.
         type: dict
   baseline:
