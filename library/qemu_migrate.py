@@ -422,13 +422,21 @@ class Migration:
         except QMPError as exc:
             self.fail(f"setting migration capabilities/parameters on {self.where()} failed: {exc}")
 
-    def settle(self) -> None:
+    def settle(self, completed: bool = False) -> None:
         if "qemu" not in self.result:
             incoming = self.p["state"] == "incoming"
             self.result["qemu"] = self.mon.identity(machine_types=incoming)
         self.result["capabilities"] = self.mon.capabilities()
         self.result["parameters"] = self.mon.parameters()
-        self.result["vm_status"] = self.mon.status()
+        status = self.mon.status()
+        # QEMU 10.0 reports a migration completed a moment before its main loop takes the
+        # source from finish-migrate to postmigrate: ask again, briefly.
+        for _ in range(40):
+            if not completed or status != "finish-migrate":
+                break
+            time.sleep(0.05)
+            status = self.mon.status()
+        self.result["vm_status"] = status
 
     # -- destination ---------------------------------------------------------
     def incoming(self) -> None:
@@ -672,7 +680,7 @@ class Migration:
                 ),
                 status=stats["status"],
             )
-        self.settle()
+        self.settle(completed=True)
         self.read_serial_tail()
         self.module.exit_json(changed=True, status="completed", **self.result)
 

@@ -42,11 +42,14 @@ class FakeQEMU:
         version: tuple[int, int, int] = (7, 2, 22),
         machine: str = "pc-i440fx-7.2",
         machine_types: Sequence[str] = ("pc-i440fx-7.1", "pc-i440fx-7.2", "pc-q35-7.2"),
+        finishing: int = 0,
     ) -> None:
         self.path = str(path)
         self.version, self.machine = version, machine
         self.machine_types = list(machine_types)
         self.objects: dict[str, dict] = {}  # object-add's, by id
+        # query-status answers finish-migrate this many times after completion (10.0)
+        self.finishing = finishing
         self.yank = list(yank or [])
         self.vm = vm
         self.states = list(states or [{"status": "completed", "total-time": 5}])
@@ -120,7 +123,11 @@ class FakeQEMU:
         if command == "query-yank":
             return {"return": [{"type": t} for t in self.yank]}
         if command == "query-status":
-            return {"return": {"status": self.vm, "running": self.vm == "running"}}
+            status = self.vm
+            if status == "postmigrate" and self.finishing > 0:
+                self.finishing -= 1
+                status = "finish-migrate"
+            return {"return": {"status": status, "running": status == "running"}}
         if command == "query-migrate-capabilities":
             return {"return": [{"capability": k, "state": v} for k, v in self.capabilities.items()]}
         if command == "query-migrate-parameters":
