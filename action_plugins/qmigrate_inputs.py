@@ -95,6 +95,7 @@ NAMES = {
     "qmigrate_vm_name": 60,  # room for the numbers of further VMs
     "migration_run_id": 200,
     "qmigrate_project_group": 64,
+    "vm_machine": 64,  # a QEMU machine type (-machine)
 }
 # Network interface names (the kernel's IFNAMSIZ: at most 15 characters).
 INTERFACES = {
@@ -165,9 +166,8 @@ PER_PAIR = {
 
 URI_OPT_IN = "migration_allow_any_uri"
 # Which QEMU a host runs (distro, backports, a binary's path, or a mapping of hosts to
-# those), and a machine type's shape
+# those)
 QEMU_VERSIONS = {"qmigrate_qemu_version", "qemu_version"}
-MACHINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 # Migration capabilities and parameters of every QEMU version qmigrate knows (2.x to
 # 10.x): a name outside these is a mistake whatever the QEMU. Whether the running QEMU
@@ -461,7 +461,7 @@ class Inputs:
             safe_name(
                 value,
                 NAMES[name],
-                empty_ok=name in ("migration_run_id", "migration_destination_vm"),
+                empty_ok=name in ("migration_run_id", "migration_destination_vm", "vm_machine"),
             )
         if name in INTERFACES:
             interface(value)
@@ -482,8 +482,6 @@ class Inputs:
                 raise Invalid(f"{_show(value)} is more than 1 TiB")
         if name == "vm_mac":
             mac(value)
-        if name == "vm_machine" and value and not MACHINE.match(str(value)):
-            raise Invalid(f"{_show(value)} is not a QEMU machine type (such as pc-i440fx-7.2)")
         if name in QEMU_VERSIONS and self.qemu_build is not None:
             for host in value if isinstance(value, dict) else [""]:
                 try:

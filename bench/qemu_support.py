@@ -88,7 +88,7 @@ def table(qemus: list[dict]) -> str:
             cells.append(f"{types[0]} to {types[-1]}" if types else "none")
         lines.append(f"| {prefix} machine types | " + " | ".join(cells) + " |")
     common = set(qemus[0]["machines"]).intersection(*(q["machines"] for q in qemus[1:]))
-    newest = [m for m in family({"machines": sorted(common)}, "pc-i440fx")]
+    newest = family({"machines": sorted(common)}, "pc-i440fx")
     lines.append(
         "| newest i440FX type all know | "
         + " | ".join([newest[-1] if newest else "none"] * len(qemus))

@@ -30,11 +30,9 @@ SIZE = re.compile(r"^\s*(\d+)\s*([KMG]?)i?B?\s*$", re.IGNORECASE)
 UNIT_KIB = {"K": 1, "M": 1024, "": 1024, "G": 1024 * 1024}
 ACCELERATORS = ("kvm", "tcg")
 NIC_TYPES = ("tap", "user")
-MACHINE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Where the qemu role unpacks a QEMU of another Debian suite (the qemu_install module):
 # <root>/<kind>/usr/bin/qemu-system-x86_64, its firmware under <root>/<kind>/usr/share
 QEMU_ROOT = "/opt/qmigrate/qemu"
-QEMU_KINDS = ("distro", "backports")
 
 
 def _fail(key: str, value: Any, why: str) -> AnsibleFilterError:
@@ -140,7 +138,7 @@ def qemu_build(version: Any, host: str = "", root: str = QEMU_ROOT) -> dict:
     asked = asked.strip()
     if asked == "distro":
         return {"kind": "distro", "binary": "qemu-system-x86_64", "firmware_dirs": [], "prefix": ""}
-    if asked in QEMU_KINDS:
+    if asked == "backports":
         prefix = f"{str(root).rstrip('/')}/{asked}"
         return {
             "kind": asked,
@@ -199,7 +197,7 @@ def qemu_argv(
         raise _fail("cpus", cpus, "is not a positive number of vCPUs")
 
     machine = str(spec.get("machine") or "")
-    if machine and not MACHINE.match(machine):
+    if machine and not NAME.match(machine):
         raise _fail("machine", machine, "is not a QEMU machine type (such as pc-i440fx-7.2)")
     argv = [spec.get("binary") or "qemu-system-x86_64"]
     for directory in spec.get("firmware_dirs") or []:

@@ -281,6 +281,7 @@ from ansible.module_utils.migration import (
     migrated_account,
     read_baseline,
     sample,
+    strict_bool,
     summary,
     tls_parameters,
 )
@@ -408,10 +409,10 @@ class Migration:
     def apply(self, caps: dict, params: dict) -> None:
         tls = self.p["tls"]
         if tls:
-            verify = tls.get("verify_peer", True) not in (False, "false", "no", "off", 0)
             try:
+                verify = strict_bool(tls.get("verify_peer", True), "tls.verify_peer")
                 self.mon.load_tls(self.endpoint(), tls["dir"], verify)
-            except QMPError as exc:
+            except (QMPError, ValueError) as exc:
                 self.fail(
                     f"the TLS credentials in {tls['dir']} do not load in QEMU at "
                     f"{self.where()}: {exc}"
@@ -547,6 +548,8 @@ class Migration:
             )
         if not running and self.p["peer"]:
             mine = self.mon.identity(machine_types=True)
+            # what settle reports, without asking QEMU again
+            self.result["qemu"] = {k: v for k, v in mine.items() if k != "machine_types"}
             mismatch = machine_mismatch(mine, self.p["peer"], self.where())
             if mismatch:
                 self.settle()

@@ -249,6 +249,7 @@ from ansible.module_utils.migration import (
     checked_settings,
     connect,
     migrated_account,
+    strict_bool,
     tls_parameters,
     write_baseline,
 )
@@ -464,7 +465,8 @@ class VM:
             tls = wanted.get("tls")
             if tls:  # a TLS migration's destination: the server's credentials, made anew
                 params.update(tls_parameters("server", tls["dir"]))
-                mon.load_tls("server", tls["dir"], tls.get("verify_peer", True) is not False)
+                verify = strict_bool(tls.get("verify_peer", True), "tls.verify_peer")
+                mon.load_tls("server", tls["dir"], verify)
             mon.set_capabilities(caps)
             mon.set_parameters(params)
             mon.incoming(wanted["uri"])

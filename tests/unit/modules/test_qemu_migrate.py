@@ -599,6 +599,7 @@ def test_each_side_says_which_qemu_it_is_and_the_destination_which_types_it_know
         "package": "fake 7.2",
         "machine": "pc-i440fx-7.2",
     }
+    assert source.names().count("query-version") == 1  # asked once, for the check and the result
 
 
 def test_a_destination_of_another_machine_type_is_refused_before_anything_changes(run, qemu):

@@ -221,7 +221,7 @@ def test_which_qemu_and_machine_type_in_any_form_pass(extra):
             "qmigrate_qemu_version",
             "'labdts' is not a host of the inventory (nor default); did you mean labdst?",
         ),
-        ({"vm_machine": "pc,accel=kvm"}, "vm_machine", "is not a QEMU machine type"),
+        ({"vm_machine": "pc,accel=kvm"}, "vm_machine", "is not a safe name"),
         ({"qemu_version": "backports"}, "qemu_version", "set by the playbooks"),
         ({"vm_qemu_binary": "/usr/bin/qemu"}, "vm_qemu_binary", "set by the playbooks"),
         ({"lab_subnet": "8.8.8.0/24"}, "lab_subnet", "not a private network"),
