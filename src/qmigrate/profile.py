@@ -527,6 +527,7 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
         mig_bps = qemu["transferred_bytes"] * 8 / (qemu["total_time_ms"] / 1000.0)
     qemu_bps = qemu.get("throughput_mbps") * 1e6 if qemu.get("throughput_mbps") else None
     ping = ping_figures(series.get("ping"), p, float(window["ping_interval"]))
+    anatomy_figures = anatomy(record, p, ping)
     return {
         "phases": p,
         "window_covers_migration": (
@@ -540,7 +541,7 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
         "ping": ping,
         "wire": wire_figures(profile, p, qemu),
         "link": link_figures(window, link_bps, mig_bps, qemu_bps),
-        "anatomy": anatomy(record, p, ping),
+        "anatomy": anatomy_figures,
         "service": workload_figures(
             series.get("service"),
             end,
@@ -548,6 +549,7 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
             phase_spans(p),
             ping.get("silence_ms"),
             p.get("switchover"),
+            anatomy_figures.get("marks"),
         ),
     }
 

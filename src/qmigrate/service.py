@@ -201,12 +201,18 @@ def workload_figures(
     spans: list[tuple[str, float, float]],
     ping_silence_ms: float | None,
     stop: float | None = None,
+    marks: dict[str, float | None] | None = None,
 ) -> dict[str, Any]:
     """The record's figures of a service under load (SERVICE, the series of
     :func:`parse_service`) around a migration that ended at END (s; None: no migration)
     and whose source stopped the guest at STOP: its outage beside the pings' silence at the
     switchover (PING_SILENCE_MS, not less the round trip: both are times with a request
-    waiting and no reply)."""
+    waiting and no reply), and beside the anatomy's MARKS on the wire: when the path to the
+    destination was back and when the client's TCP first reached it. The requests in flight
+    at the stop were lost with the source unless the guest had taken them in; a lost one is
+    sent again only when its connection's retransmission timer fires (at least 200 ms on
+    Linux, more after a jittery round trip), so the outage can outlast the pings' silence
+    by that wait, which the capture shows."""
     if not service:
         return {"measured": False}
     out: dict[str, Any] = {"measured": True, **{k: service.get(k) for k in SETTINGS}}
@@ -234,6 +240,17 @@ def workload_figures(
         round(mine - ping_silence_ms, 3)
         if mine is not None and ping_silence_ms is not None
         else None
+    )
+    marks = marks or {}
+    tcp_at, path_at = marks.get("tcp_resumed"), marks.get("path_restored")
+    ended = None if mine is None else figures["outage_silence_from"] + mine / 1000
+    # Negative: the guest answered a request it had taken in before the stop, before any
+    # of the client's segments reached the destination.
+    out["outage_end_vs_tcp_ms"] = (
+        None if ended is None or tcp_at is None else round((ended - tcp_at) * 1000, 3)
+    )
+    out["tcp_waited_after_path_ms"] = (
+        None if tcp_at is None or path_at is None else round((tcp_at - path_at) * 1000, 3)
     )
     return out
 

@@ -209,6 +209,25 @@ def test_the_outage_is_the_silence_under_way_at_the_stop_not_a_later_one():
     assert figures["switchover_silence_from"] == pytest.approx(1.0895)
 
 
+def test_an_outage_longer_than_the_pings_is_set_beside_the_clients_tcp_on_the_wire():
+    """Every request in flight at the stop (0.5) was lost with the source; the path was
+    back at 0.6 (the pings' silence ends there) but the client's TCP reached the
+    destination only when its retransmission timer fired, at 0.9: the outage, 0.4 s, is
+    the pings' silence and that wait, and ends as the guest answers that segment."""
+    series = {"service": "redis", "requests": log(stall=(0.5, 0.9)), "reconnects": []}
+    spans = [("stop-and-copy", 0.5, 0.6)]
+    marks = {"path_restored": 0.6, "tcp_resumed": 0.9}
+
+    figures = workload_figures(series, 0.7, (0.1, 3.6), spans, 100.0, stop=0.5, marks=marks)
+
+    assert figures["switchover_vs_ping_ms"] == pytest.approx(300.5)
+    assert figures["tcp_waited_after_path_ms"] == pytest.approx(300.0)
+    assert figures["outage_end_vs_tcp_ms"] == pytest.approx(0.5)
+    # Without a capture there is nothing to set it beside.
+    bare = workload_figures(series, 0.7, (0.1, 3.6), spans, 100.0, stop=0.5)
+    assert bare["outage_end_vs_tcp_ms"] is None and bare["tcp_waited_after_path_ms"] is None
+
+
 def test_a_silence_is_named_by_the_phase_of_its_middle():
     """Begun a few ms before the migrate command (a request sent then still waited) and
     lasting through the setup phase: the setup phase's."""
