@@ -210,6 +210,15 @@ def _ping_stall(
     }
 
 
+def destination_runs(record: dict[str, Any], direction: str, kinds: tuple[str, ...]) -> list:
+    """The runs [first, last, count] of KINDS in one DIRECTION of the destination's capture
+    in a profiled RECORD, by time (none without a capture)."""
+    profile = record.get("profile") or {}
+    destination = (profile.get("window") or {}).get("destination")
+    captures = (profile.get("series") or {}).get("captures") or {}
+    return _runs(captures.get(destination), direction, kinds)
+
+
 def anatomy(record: dict[str, Any], p: dict[str, Any], ping: dict[str, Any]) -> dict[str, Any]:
     """The marks, parts, checks and setup-phase stall of one profiled RECORD, given its
     phases P and its ping figures PING (profile.ping_figures)."""

@@ -17,7 +17,7 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
-from qmigrate.anatomy import anatomy, ping_silence
+from qmigrate.anatomy import anatomy, destination_runs, ping_silence
 from qmigrate.anatomy import lines as anatomy_lines
 from qmigrate.service import parse_service, workload_figures
 from qmigrate.service import summary_line as service_line
@@ -550,6 +550,7 @@ def derive(record: dict[str, Any]) -> dict[str, Any]:
             ping.get("silence_ms"),
             p.get("switchover"),
             anatomy_figures.get("marks"),
+            destination_runs(record, "out", ("tcp-from-guest",)),
         ),
     }
 

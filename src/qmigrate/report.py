@@ -368,12 +368,13 @@ def service_markdown(f: dict[str, Any]) -> list[str]:
         f"the switchover: {_num(f.get('switchover_silence_ms'), ' ms', 1)} (longer when "
         "requests whose segments were lost in the outage waited out TCP's retransmission "
         "timer).",
-        f"- On the wire: the outage ended {_num(f.get('outage_end_vs_tcp_ms'), ' ms', 1)} "
-        "after the client's first TCP segment reached the destination (negative: the guest "
-        "first answered a request it had taken in before the stop); that segment came "
-        f"{_num(f.get('tcp_waited_after_path_ms'), ' ms', 1)} after the path to the "
-        "destination was back, the client's retransmission timer for the requests lost "
-        "with the source.",
+        f"- On the wire: the outage ended {_num(f.get('outage_end_after_guest_tcp_ms'), ' ms', 1)}"
+        " after the guest's last TCP frame on the destination's NIC before it (the reply "
+        f"that ended it), {_num(f.get('outage_end_vs_tcp_ms'), ' ms', 1)} after the "
+        "client's first TCP segment reached the destination (negative: the guest answered "
+        "first, a request it held or a reply its own retransmission timer sent again); "
+        f"that segment came {_num(f.get('tcp_waited_after_path_ms'), ' ms', 1)} after the "
+        "path to the destination was back (the client's retransmission timer).",
         f"- Delayed past 10x the p99 before the migration "
         f"({_num(f.get('delay_limit_ms'), ' ms', 1)}), failed or timed out: "
         f"{_num(f.get('delayed'))} of the requests from the migrate command on, the last "

@@ -161,6 +161,9 @@ def service_figures(
     }
 
 
+# How far the client's clock, corrected by its probe's offset, may stand from the
+# destination's capture stamps (s).
+CLOCK_SLACK = 0.001
 # The settings of a run that the record keeps beside its requests.
 SETTINGS = ("service", "rate", "mix", "keys", "records", "value_size", "connections")
 
@@ -202,6 +205,7 @@ def workload_figures(
     ping_silence_ms: float | None,
     stop: float | None = None,
     marks: dict[str, float | None] | None = None,
+    guest_tcp: list[list[float]] | None = None,
 ) -> dict[str, Any]:
     """The record's figures of a service under load (SERVICE, the series of
     :func:`parse_service`) around a migration that ended at END (s; None: no migration)
@@ -212,7 +216,9 @@ def workload_figures(
     at the stop were lost with the source unless the guest had taken them in; a lost one is
     sent again only when its connection's retransmission timer fires (at least 200 ms on
     Linux, more after a jittery round trip), so the outage can outlast the pings' silence
-    by that wait, which the capture shows."""
+    by that wait, which the capture shows, or the guest's own, for its replies lost with
+    the source (its timer stood still while it was stopped). GUEST_TCP, the runs of the
+    guest's TCP frames on the destination's NIC, mark the reply that ended the outage."""
     if not service:
         return {"measured": False}
     out: dict[str, Any] = {"measured": True, **{k: service.get(k) for k in SETTINGS}}
@@ -252,7 +258,23 @@ def workload_figures(
     out["tcp_waited_after_path_ms"] = (
         None if tcp_at is None or path_at is None else round((tcp_at - path_at) * 1000, 3)
     )
+    out["outage_end_after_guest_tcp_ms"] = (
+        None if ended is None else _after_last_run(ended, guest_tcp or [])
+    )
     return out
+
+
+def _after_last_run(at: float, runs: list[list[float]]) -> float | None:
+    """How long after the last of RUNS' frames at or before AT (ms): 0 within a run (its
+    frames are at most the capture's run gap apart), negative for a run that began just
+    after AT (clock slack); None without one."""
+    begun = [r for r in runs if r[0] <= at + CLOCK_SLACK]
+    if not begun:
+        return None
+    first, last = max(begun, key=lambda r: r[0])[:2]
+    if at < first:
+        return round((at - first) * 1000, 3)
+    return 0.0 if at <= last else round((at - last) * 1000, 3)
 
 
 def summary_line(figures: dict[str, Any]) -> str | None:

@@ -24,15 +24,16 @@ SEED = {"qmigrate_profile": "seed"}
 TRIALS = int(os.environ.get("QMIGRATE_SERVICE_TRIALS", "0"))
 # The service's outage (its silence under way when the source stopped the guest) against
 # the pings' silence there (ms). Both are the guest's one outage, so each covers the
-# source's STOP to the destination's RESUME; their ends differ by the order in which the
-# guest, back, answers the requests it held and the pings (here -47 to +171 ms), and by
-# the client's wait for its retransmission timer when every request in flight was lost
-# with the source: that wait is on the wire (the client's first segment at the
-# destination after the path was back; Linux's timer is at least 200 ms and grows with a
-# jittery round trip: one CI run's outage was 262 ms longer than the pings' silence).
+# source's STOP to the destination's RESUME. The outage may end sooner, with the guest
+# answering requests it held while the pings' path was not back (here down to -47 ms),
+# or later, by a retransmission timer when the segments in flight were lost with the
+# source: the client's for its requests or the guest's for its replies (at least 200 ms
+# on Linux, more after a jittery round trip; here up to +262 ms). Its end is on the wire:
+# the reply that ended it is the guest's TCP frame just before, on the destination's NIC.
 AGREE_MS = 250.0
-# The guest answers the client's first segment that reaches it within this long (ms).
-ANSWER_MS = 100.0
+# The client takes the guest's reply within this long of its frame on the destination's
+# NIC (ms; its threads under load; here 0.0 to 0.16 ms over eight runs).
+ANSWER_MS = 20.0
 # A request is sent every 0.5 ms: one is waiting within this long of the STOP.
 WAITING_MS = 2.0
 
@@ -78,12 +79,10 @@ def check_service(record: dict, run_dir: Path, service: str, records: int) -> di
     assert ended >= marks["destination_resumed"]
     ping_began = ping["silence_from"]
     assert began < ping_began + ping["silence_ms"] / 1000 and ping_began < ended
-    # Longer than the pings' silence only by the client's TCP waiting after the path was
-    # back, and over once the guest answers the first segment that reached it.
-    waited = figures["tcp_waited_after_path_ms"]
-    assert waited is not None and figures["outage_end_vs_tcp_ms"] is not None, figures
-    assert figures["outage_end_vs_tcp_ms"] <= ANSWER_MS, figures
-    assert -AGREE_MS <= outage - ping["silence_ms"] <= AGREE_MS + max(waited, 0.0), figures
+    assert outage - ping["silence_ms"] >= -AGREE_MS, figures
+    # The client's measure of its end against the destination's capture of the reply.
+    replied = figures["outage_end_after_guest_tcp_ms"]
+    assert replied is not None and -1.0 <= replied <= ANSWER_MS, figures
     assert figures["switchover_silence_ms"] >= outage
     assert figures["periods"]["during"]["max_ms"] >= outage - 1.0
     text = (run_dir / "report.md").read_text()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from qmigrate.service import (
+    _after_last_run,
     parse_service,
     percentile,
     phase_of,
@@ -217,15 +218,31 @@ def test_an_outage_longer_than_the_pings_is_set_beside_the_clients_tcp_on_the_wi
     series = {"service": "redis", "requests": log(stall=(0.5, 0.9)), "reconnects": []}
     spans = [("stop-and-copy", 0.5, 0.6)]
     marks = {"path_restored": 0.6, "tcp_resumed": 0.9}
+    # The guest's TCP frames on the destination: a window update at 0.65, then its reply
+    # to the retransmitted request, 0.2 ms before the client took it.
+    guest_tcp = [[0.65, 0.65, 1], [0.9003, 0.95, 40]]
 
-    figures = workload_figures(series, 0.7, (0.1, 3.6), spans, 100.0, stop=0.5, marks=marks)
+    figures = workload_figures(
+        series, 0.7, (0.1, 3.6), spans, 100.0, stop=0.5, marks=marks, guest_tcp=guest_tcp
+    )
 
     assert figures["switchover_vs_ping_ms"] == pytest.approx(300.5)
     assert figures["tcp_waited_after_path_ms"] == pytest.approx(300.0)
     assert figures["outage_end_vs_tcp_ms"] == pytest.approx(0.5)
+    assert figures["outage_end_after_guest_tcp_ms"] == 0.0
     # Without a capture there is nothing to set it beside.
     bare = workload_figures(series, 0.7, (0.1, 3.6), spans, 100.0, stop=0.5)
     assert bare["outage_end_vs_tcp_ms"] is None and bare["tcp_waited_after_path_ms"] is None
+    assert bare["outage_end_after_guest_tcp_ms"] is None
+
+
+def test_the_reply_that_ended_the_outage_is_the_guests_last_frame_before_it():
+    assert _after_last_run(1.0, [[0.2, 0.3, 4], [0.9, 0.98, 9]]) == pytest.approx(20.0)
+    assert _after_last_run(1.0, [[0.2, 0.3, 4], [0.9, 1.2, 9]]) == 0.0
+    # Stamped just after the client's reply: the clocks' slack.
+    assert _after_last_run(1.0, [[1.0004, 1.1, 3]]) == pytest.approx(-0.4)
+    assert _after_last_run(1.0, [[1.2, 1.3, 3]]) is None
+    assert _after_last_run(1.0, []) is None
 
 
 def test_a_silence_is_named_by_the_phase_of_its_middle():
