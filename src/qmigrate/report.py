@@ -362,7 +362,8 @@ def service_markdown(f: dict[str, Any]) -> list[str]:
         f"{_num(f.get('longest_silence_from'), ' s', 3)} ({f.get('longest_silence_phase')}).",
         f"- At the switchover, the outage as the requests saw it (under way when the source "
         f"stopped the guest): {_num(f.get('outage_silence_ms'), ' ms', 1)} with no reply, from "
-        f"t={_num(f.get('outage_silence_from'), ' s', 3)}; the pings' own silence there "
+        f"t={_num(f.get('outage_silence_from'), ' s', 3)}; the pings' own (their silence under "
+        "way at the stop) "
         f"{_num(f.get('ping_silence_ms'), ' ms', 1)} (difference "
         f"{_num(f.get('switchover_vs_ping_ms'), ' ms', 1)}). The longest silence begun around "
         f"the switchover: {_num(f.get('switchover_silence_ms'), ' ms', 1)} (longer when "

@@ -209,9 +209,10 @@ def workload_figures(
 ) -> dict[str, Any]:
     """The record's figures of a service under load (SERVICE, the series of
     :func:`parse_service`) around a migration that ended at END (s; None: no migration)
-    and whose source stopped the guest at STOP: its outage beside the pings' silence at the
-    switchover (PING_SILENCE_MS, not less the round trip: both are times with a request
-    waiting and no reply), and beside the anatomy's MARKS on the wire: when the path to the
+    and whose source stopped the guest at STOP: its outage beside the pings' (their silence
+    under way at the stop, from the anatomy's MARKS; without them PING_SILENCE_MS, the
+    longest at the switchover; not less the round trip: both are times with a request
+    waiting and no reply), and beside the anatomy's marks on the wire: when the path to the
     destination was back and when the client's TCP first reached it. The requests in flight
     at the stop were lost with the source unless the guest had taken them in; a lost one is
     sent again only when its connection's retransmission timer fires (at least 200 ms on
@@ -240,14 +241,22 @@ def workload_figures(
     began, lasted = figures["longest_silence_from"], figures["longest_silence_ms"]
     middle = None if began is None else began + lasted / 2000
     out["longest_silence_phase"] = phase_of(middle, spans, end)
+    marks = marks or {}
+    # The pings' own outage, measured as the requests' is: their silence under way at the
+    # stop (the anatomy's), not the longest at the switchover, which may be a later one
+    # (a guest slow to answer for a while after it resumed).
+    waiting, answered = marks.get("client_waiting"), marks.get("first_ping_answered")
+    ping_from = None
+    if waiting is not None and answered is not None:
+        ping_silence_ms, ping_from = round((answered - waiting) * 1000, 3), waiting
     out["ping_silence_ms"] = ping_silence_ms
+    out["ping_silence_from"] = ping_from
     mine = figures["outage_silence_ms"]
     out["switchover_vs_ping_ms"] = (
         round(mine - ping_silence_ms, 3)
         if mine is not None and ping_silence_ms is not None
         else None
     )
-    marks = marks or {}
     tcp_at, path_at = marks.get("tcp_resumed"), marks.get("path_restored")
     ended = None if mine is None else figures["outage_silence_from"] + mine / 1000
     # Negative: the guest answered a request it had taken in before the stop, before any

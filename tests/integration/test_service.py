@@ -25,7 +25,7 @@ TRIALS = int(os.environ.get("QMIGRATE_SERVICE_TRIALS", "0"))
 # The service's outage (its silence under way when the source stopped the guest) against
 # the pings' silence there (ms). Both are the guest's one outage, so each covers the
 # source's STOP to the destination's RESUME. The outage may end sooner, with the guest
-# answering requests it held while the pings' path was not back (here down to -47 ms),
+# answering requests it held while the pings' path was not back (here down to -102 ms),
 # or later, by a retransmission timer when the segments in flight were lost with the
 # source: the client's for its requests or the guest's for its replies (at least 200 ms
 # on Linux, more after a jittery round trip; here up to +262 ms). Its end is on the wire:
@@ -77,9 +77,12 @@ def check_service(record: dict, run_dir: Path, service: str, records: int) -> di
     marks = derived["anatomy"]["marks"]
     assert began <= marks["source_stopped"] + WAITING_MS / 1000
     assert ended >= marks["destination_resumed"]
-    ping_began = ping["silence_from"]
-    assert began < ping_began + ping["silence_ms"] / 1000 and ping_began < ended
-    assert outage - ping["silence_ms"] >= -AGREE_MS, figures
+    # Beside the pings' own outage (their silence under way at the stop: the longest at
+    # the switchover may be a later one, the guest slow to answer after it resumed).
+    ping_began, ping_silence = figures["ping_silence_from"], figures["ping_silence_ms"]
+    assert ping_began is not None, figures
+    assert began < ping_began + ping_silence / 1000 and ping_began < ended
+    assert outage - ping_silence >= -AGREE_MS, figures
     # The client's measure of its end against the destination's capture of the reply.
     replied = figures["outage_end_after_guest_tcp_ms"]
     assert replied is not None and -1.0 <= replied <= ANSWER_MS, figures

@@ -230,6 +230,12 @@ def test_an_outage_longer_than_the_pings_is_set_beside_the_clients_tcp_on_the_wi
     assert figures["tcp_waited_after_path_ms"] == pytest.approx(300.0)
     assert figures["outage_end_vs_tcp_ms"] == pytest.approx(0.5)
     assert figures["outage_end_after_guest_tcp_ms"] == 0.0
+    # Without the anatomy's marks of the pings, their longest silence at the switchover.
+    assert (figures["ping_silence_ms"], figures["ping_silence_from"]) == (100.0, None)
+    marks.update(client_waiting=0.499, first_ping_answered=0.61)
+    mine = workload_figures(series, 0.7, (0.1, 3.6), spans, 100.0, stop=0.5, marks=marks)
+    assert mine["ping_silence_ms"] == pytest.approx(111.0) and mine["ping_silence_from"] == 0.499
+    assert mine["switchover_vs_ping_ms"] == pytest.approx(289.5)
     # Without a capture there is nothing to set it beside.
     bare = workload_figures(series, 0.7, (0.1, 3.6), spans, 100.0, stop=0.5)
     assert bare["outage_end_vs_tcp_ms"] is None and bare["tcp_waited_after_path_ms"] is None
