@@ -259,8 +259,8 @@ def workload_figures(
     )
     tcp_at, path_at = marks.get("tcp_resumed"), marks.get("path_restored")
     ended = None if mine is None else figures["outage_silence_from"] + mine / 1000
-    # Negative: the guest answered a request it had taken in before the stop, before any
-    # of the client's segments reached the destination.
+    # Negative: the guest answered before any of the client's segments reached the
+    # destination (a request it held at the stop, or a reply its own timer sent again).
     out["outage_end_vs_tcp_ms"] = (
         None if ended is None or tcp_at is None else round((ended - tcp_at) * 1000, 3)
     )
